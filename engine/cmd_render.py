@@ -1,0 +1,75 @@
+"""``graylane render`` and ``graylane restore`` (offline, on files)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import inputs
+from .cli import script_options
+from .documents import dump_json, dump_yaml
+from .errors import InvalidInputError
+from .render import Engine, render, restore
+from .sandbox import stderr_printer
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    render_parser = subparsers.add_parser(
+        "render", help="print the VirtualServices/DestinationRules a TrafficRouting or Rollout step produces",
+        description="Run the traffic-routing scripts for a TrafficRouting (or one step of a Rollout) on the "
+                    "network objects it references, and print the mutated objects, each carrying the original "
+                    "in rollouts.kruise.io/original-spec-configuration, ready for kubectl apply -f -.")
+    render_parser.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
+                               help="file, directory or - (stdin); repeatable")
+    render_parser.add_argument("--step", type=int, metavar="N", help="Rollout step, 1-based (default 1)")
+    render_parser.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    script_options(render_parser)
+    render_parser.set_defaults(handler=run_render)
+
+    restore_parser = subparsers.add_parser(
+        "restore", help="give back the original objects stored by render/apply (or Kruise)",
+        description="Print every object that carries rollouts.kruise.io/original-spec-configuration as it was "
+                    "before rendering.")
+    restore_parser.add_argument("-f", "--filename", action="append", required=True, metavar="FILE")
+    restore_parser.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    restore_parser.set_defaults(handler=run_restore)
+
+
+def engine_from_args(args: argparse.Namespace) -> Engine:
+    return Engine(inputs.script_library(args.lua_dir, args.lua_configmap),
+                  inputs.sandbox(args.timeout, args.max_memory),
+                  stderr_printer("script: ") if args.verbose else None)
+
+
+def emit(objects: list[dict], output: str) -> None:
+    sys.stdout.write(dump_json(objects) if output == "json" else dump_yaml(objects))
+
+
+def run_render(args: argparse.Namespace) -> int:
+    if args.step is not None and args.step < 1:
+        raise InvalidInputError("--step is 1-based and must be at least 1")
+    documents = inputs.read_documents(args.filename)
+    rendered = render(documents, engine_from_args(args), args.step, output_check(args))
+    emit([item.body for item in rendered], args.output)
+    return 0
+
+
+def output_check(args: argparse.Namespace):
+    """The validation render applies to script output (schemas and analyzers), when available."""
+    try:
+        from .validate import check_rendered
+    except ImportError:
+        return None
+    return check_rendered
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    documents = inputs.read_documents(args.filename)
+    restored, untouched = restore(documents)
+    if not restored:
+        raise InvalidInputError("no input object carries rollouts.kruise.io/original-spec-configuration; "
+                                "nothing to restore")
+    for document in untouched:
+        print(f"note: {document.source}: document {document.index}: {document.describe()} has no stored "
+              "original; left out", file=sys.stderr)
+    emit([item.body for item in restored], args.output)
+    return 0

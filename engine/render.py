@@ -1,0 +1,203 @@
+"""Render and restore: pure functions from documents to mutated (or restored) network objects.
+
+Rendering always starts from the stored original (the Kruise annotation) when there is one, so rendering
+an already-rendered object gives the same result instead of stacking a second canary on top.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from .documents import Document
+from .errors import InvalidInputError, ScriptError
+from .sandbox import LuaSandbox, Script
+from .script_input import (ORIGINAL_ANNOTATION, OriginalState, apply_result, build_ingress_input,
+                           build_script_input, encode_original, original_of, restore_body)
+from .scripts import ScriptLibrary, ingress_key, resource_key
+from .strategy import RoutingPlan, TrafficStrategy, is_routing_document, plan
+
+OutputCheck = Callable[[Document, dict], None]
+
+
+@dataclass
+class Engine:
+    """Scripts plus the sandbox that runs them."""
+
+    library: ScriptLibrary
+    sandbox: LuaSandbox = field(default_factory=LuaSandbox)
+    printer: Optional[Callable[[str], None]] = None
+
+    def run_network_script(self, key: str, original: OriginalState, strategy: TrafficStrategy,
+                           stable_service: str, canary_service: str) -> OriginalState:
+        script = self.library.find(key)
+        obj = build_script_input(original, strategy, stable_service, canary_service)
+        value = self.sandbox.run(script, obj, self.printer).value
+        return network_result(script, value)
+
+    def run_ingress_script(self, class_type: str, annotations: dict, strategy: TrafficStrategy,
+                           stable_service: str, canary_service: str) -> dict:
+        script = self.library.find(ingress_key(class_type))
+        obj = build_ingress_input(annotations, strategy, stable_service, canary_service)
+        value = self.sandbox.run(script, obj, self.printer).value
+        return _string_map(script, value, "the returned annotations")
+
+
+def network_result(script: Script, value: Any) -> OriginalState:
+    """Check a custom-network script's return value: ``{spec = ..., labels = ..., annotations = ...}``."""
+    if not isinstance(value, dict):
+        raise ScriptError(script.origin, "output: must return a table with spec, labels and annotations",
+                          reason="output")
+    unknown = set(value) - {"spec", "labels", "annotations"}
+    if unknown:
+        raise ScriptError(script.origin, f"output: unexpected key(s) {', '.join(sorted(unknown))}; "
+                          "return {spec = ..., labels = ..., annotations = ...}", reason="output")
+    if "spec" not in value or not isinstance(value["spec"], dict):
+        raise ScriptError(script.origin, "output: spec must be a table (did the script return obj instead of "
+                          "obj.data?)", reason="output")
+    return OriginalState(value["spec"], _string_map(script, value.get("labels"), "labels"),
+                         _string_map(script, value.get("annotations"), "annotations"))
+
+
+def _string_map(script: Script, value: Any, what: str) -> dict:
+    if value is None or value == [] or value == {}:
+        return {}
+    if not isinstance(value, dict):
+        raise ScriptError(script.origin, f"output: {what} must be a map of strings", reason="output")
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise ScriptError(script.origin, f"output: {what}[{key!r}] must be a string, got {type(item).__name__}",
+                              reason="output")
+    return value
+
+
+@dataclass
+class Rendered:
+    """One output object: the input document it came from and the routing plan that changed it."""
+
+    source: Document
+    body: dict
+    plan: RoutingPlan
+    changed: bool
+
+
+def find_object(documents: list[Document], api_version: str, kind: str, name: str,
+                namespace: Optional[str]) -> Optional[Document]:
+    """The input object a reference points at: same group, kind and name, and namespace when both say one."""
+    group = api_version.split("/", 1)[0] if "/" in api_version else ""
+    found = [d for d in documents
+             if d.group == group and d.kind == kind and d.name == name
+             and (namespace is None or d.namespace is None or d.namespace == namespace)]
+    if len(found) > 1:
+        raise found[1].error(f"{kind}/{name} appears more than once in the inputs (first in {found[0].source} "
+                             f"document {found[0].index})")
+    return found[0] if found else None
+
+
+def routing_plans(documents: list[Document], step: Optional[int] = None) -> list[RoutingPlan]:
+    plans = [plan(d, step) for d in documents if is_routing_document(d)]
+    if not plans:
+        raise InvalidInputError("no TrafficRouting (rollouts.kruise.io/v1alpha1) or Rollout in the inputs")
+    return plans
+
+
+def render(documents: list[Document], engine: Engine, step: Optional[int] = None,
+           check: Optional[OutputCheck] = None) -> list[Rendered]:
+    """Every network object referenced by the TrafficRoutings/Rollouts in ``documents``, mutated."""
+    rendered: list[Rendered] = []
+    claimed: dict[int, RoutingPlan] = {}
+    for routing in routing_plans(documents, step):
+        namespace = routing.document.namespace
+        for target in routing.targets:
+            for ref in target.network_refs:
+                found = find_object(documents, ref.api_version, ref.kind, ref.name, namespace)
+                if found is None:
+                    raise routing.document.error(
+                        f"references {ref.kind}/{ref.name} ({ref.api_version}), which is not among the inputs",
+                        ref.field)
+                if id(found) in claimed:
+                    raise routing.document.error(
+                        f"{ref.kind}/{ref.name} is already routed by {claimed[id(found)].document.describe()}; "
+                        "one object can follow only one routing", ref.field)
+                claimed[id(found)] = routing
+                rendered.append(render_object(found, routing.strategy, target.stable_service,
+                                              target.canary_service, engine, routing, check))
+            if target.ingress:
+                rendered.append(render_canary_ingress(documents, routing, target.ingress, target, engine))
+    return rendered
+
+
+def render_object(document: Document, strategy: TrafficStrategy, stable_service: str, canary_service: str,
+                  engine: Engine, routing: RoutingPlan, check: Optional[OutputCheck] = None) -> Rendered:
+    try:
+        original, _stored = original_of(document.body)
+    except ValueError as exc:
+        raise document.error(str(exc), f"metadata.annotations[{ORIGINAL_ANNOTATION}]") from None
+    key = resource_key(document.api_version, document.kind)
+    result = engine.run_network_script(key, copy.deepcopy(original), strategy, stable_service, canary_service)
+    body = apply_result(document.body, result.spec, result.labels, result.annotations, encode_original(original))
+    if check:
+        check(document, body)
+    return Rendered(document, body, routing, body != document.body)
+
+
+def render_canary_ingress(documents: list[Document], routing: RoutingPlan, ingress: dict, target: Any,
+                          engine: Engine) -> Rendered:
+    """Kruise's ingress flow: a ``<name>-canary`` copy of the stable Ingress whose backends point at the
+    canary service, with the annotations the ``trafficrouting_ingress/<classType>.lua`` script returns."""
+    name = ingress["name"]
+    stable = find_object(documents, "networking.k8s.io/v1", "Ingress", name, routing.document.namespace)
+    if stable is None:
+        raise routing.document.error(f"references Ingress/{name}, which is not among the inputs",
+                                     f"{target.field}.ingress.name")
+    canary_name = f"{name}-canary"
+    existing = find_object(documents, "networking.k8s.io/v1", "Ingress", canary_name, routing.document.namespace)
+    annotations = dict((existing.metadata.get("annotations") or {}) if existing else {})
+    new_annotations = engine.run_ingress_script(ingress.get("classType") or "nginx", annotations, routing.strategy,
+                                                target.stable_service, target.canary_service)
+    body = copy.deepcopy(stable.body)
+    metadata = {key: value for key, value in (body.get("metadata") or {}).items()
+                if key in ("name", "namespace", "labels")}
+    metadata["name"] = canary_name
+    metadata["annotations"] = new_annotations
+    body["metadata"] = metadata
+    body.pop("status", None)
+    _retarget_backends(body.get("spec"), target.stable_service, target.canary_service)
+    before = existing.body if existing else None
+    return Rendered(existing or stable, body, routing, body != before)
+
+
+def _retarget_backends(node: Any, stable: str, canary: str) -> None:
+    if isinstance(node, dict):
+        service = node.get("service")
+        if isinstance(service, dict) and service.get("name") == stable:
+            service["name"] = canary
+        for value in node.values():
+            _retarget_backends(value, stable, canary)
+    elif isinstance(node, list):
+        for item in node:
+            _retarget_backends(item, stable, canary)
+
+
+@dataclass
+class Restored:
+    source: Document
+    body: dict
+
+
+def restore(documents: list[Document]) -> tuple[list[Restored], list[Document]]:
+    """Objects carrying a stored original, put back exactly; and the ones that carry none."""
+    restored: list[Restored] = []
+    untouched: list[Document] = []
+    for document in documents:
+        if is_routing_document(document):
+            continue
+        try:
+            original, stored = original_of(document.body)
+        except ValueError as exc:
+            raise document.error(str(exc), f"metadata.annotations[{ORIGINAL_ANNOTATION}]") from None
+        if stored:
+            restored.append(Restored(document, restore_body(document.body, original)))
+        else:
+            untouched.append(document)
+    return restored, untouched

@@ -1,0 +1,132 @@
+"""The one place that builds the ``obj`` a script sees (render, apply, the controller and the harness).
+
+Mirrors Kruise's LuaData: ``obj.data.{spec,labels,annotations}``, ``canaryWeight`` (-1 when unset),
+``stableWeight`` (100 - canaryWeight, so 101 when unset), ``matches``, ``canaryService``,
+``stableService``, ``requestHeaderModifier``. Empty optional fields are left out (nil in Lua), as Go's
+``omitempty`` does, because Kruise scripts test them with ``if obj.matches then``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from .strategy import TrafficStrategy
+
+ORIGINAL_ANNOTATION = "rollouts.kruise.io/original-spec-configuration"
+
+
+@dataclass
+class OriginalState:
+    """What Kruise stores in the original-spec annotation."""
+
+    spec: Any
+    labels: dict
+    annotations: dict
+
+    def to_data(self) -> dict:
+        data: dict = {"spec": self.spec}
+        if self.labels:
+            data["labels"] = self.labels
+        if self.annotations:
+            data["annotations"] = self.annotations
+        return data
+
+
+def build_script_input(original: OriginalState, strategy: TrafficStrategy, stable_service: str,
+                       canary_service: str) -> dict:
+    """``obj`` for a custom network resource script (``<group>/<Kind>/trafficRouting.lua``)."""
+    canary_weight = -1 if strategy.weight is None else strategy.weight
+    obj: dict = {
+        "data": original.to_data(),
+        "canaryWeight": canary_weight,
+        "stableWeight": 100 - canary_weight,
+        "canaryService": canary_service,
+        "stableService": stable_service,
+    }
+    if strategy.matches:
+        obj["matches"] = strategy.matches
+    if strategy.request_header_modifier:
+        obj["requestHeaderModifier"] = strategy.request_header_modifier
+    return obj
+
+
+def build_ingress_input(annotations: dict, strategy: TrafficStrategy, stable_service: str,
+                        canary_service: str) -> dict:
+    """``obj`` for an ingress-annotation script (``trafficrouting_ingress/<classType>.lua``)."""
+    obj: dict = {
+        "annotations": dict(annotations),
+        "weight": "-1" if strategy.weight is None else str(strategy.weight),
+        "canaryService": canary_service,
+        "stableService": stable_service,
+    }
+    if strategy.matches:
+        obj["matches"] = strategy.matches
+    if strategy.request_header_modifier:
+        obj["requestHeaderModifier"] = strategy.request_header_modifier
+    return obj
+
+
+def original_of(body: dict) -> tuple[OriginalState, bool]:
+    """The object's original state: from the annotation if stored (True), else as it is now (False).
+
+    Raises ValueError when the annotation is present but not Kruise's JSON.
+    """
+    metadata = body.get("metadata") or {}
+    annotations = dict(metadata.get("annotations") or {})
+    stored = annotations.pop(ORIGINAL_ANNOTATION, None)
+    if stored is None:
+        return OriginalState(body.get("spec"), dict(metadata.get("labels") or {}), annotations), False
+    try:
+        data = json.loads(stored)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"annotation {ORIGINAL_ANNOTATION} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("labels") or {}, dict) \
+            or not isinstance(data.get("annotations") or {}, dict):
+        raise ValueError(f"annotation {ORIGINAL_ANNOTATION} must be a JSON object with spec, labels, annotations")
+    return OriginalState(data.get("spec"), dict(data.get("labels") or {}), dict(data.get("annotations") or {})), True
+
+
+def encode_original(original: OriginalState) -> str:
+    """Byte-compatible with Kruise's ``util.DumpJSON(Data{...})`` (Go's json.Marshal), so either tool can
+    tell whether the stored original is current and restore what the other stored."""
+    # Go sorts map keys but keeps struct field order (spec, labels, annotations).
+    parts = [f'"{key}":' + json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+             for key, value in original.to_data().items()]
+    text = "{" + ",".join(parts) + "}"
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def apply_result(body: dict, spec: Any, labels: Optional[dict], annotations: Optional[dict],
+                 stored_original: str) -> dict:
+    """A copy of ``body`` with the script's spec/labels/annotations and the stored original."""
+    result = dict(body)
+    metadata = dict(body.get("metadata") or {})
+    new_annotations = dict(annotations or {})
+    new_annotations[ORIGINAL_ANNOTATION] = stored_original
+    if labels:
+        metadata["labels"] = dict(labels)
+    else:
+        metadata.pop("labels", None)
+    metadata["annotations"] = new_annotations
+    result["metadata"] = metadata
+    result["spec"] = spec
+    return result
+
+
+def restore_body(body: dict, original: OriginalState) -> dict:
+    """A copy of ``body`` with the original spec/labels/annotations and no stored-original annotation."""
+    result = dict(body)
+    metadata = dict(body.get("metadata") or {})
+    if original.labels:
+        metadata["labels"] = dict(original.labels)
+    else:
+        metadata.pop("labels", None)
+    if original.annotations:
+        metadata["annotations"] = dict(original.annotations)
+    else:
+        metadata.pop("annotations", None)
+    result["metadata"] = metadata
+    result["spec"] = original.spec
+    return result

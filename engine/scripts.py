@@ -1,0 +1,164 @@
+"""Where traffic-routing scripts come from, and which one wins.
+
+Keys follow Kruise: ``<group>/<Kind>`` for custom network resources (core group: just ``<Kind>``) and
+``trafficrouting_ingress/<classType>`` for ingress-annotation scripts. Layers are searched in order:
+user directories, then a ConfigMap, then the built-in tree. Unlike Kruise (where the built-in script
+wins, so users cannot change e.g. the gray pod label), a user script replaces a built-in one on purpose.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from dataclasses import dataclass, field
+from importlib import resources
+from importlib.abc import Traversable
+from typing import Iterable, Iterator, Optional
+
+import yaml
+
+from .errors import InvalidInputError, ScriptNotFoundError
+from .sandbox import Script
+
+SCRIPT_FILE = "trafficRouting.lua"
+INGRESS_DIR = "trafficrouting_ingress"
+CONFIGMAP_PREFIX = "lua.traffic.routing."
+LUA_PATH_ENV = "GRAYLANE_LUA_PATH"
+
+
+def resource_key(api_version: str, kind: str) -> str:
+    """``networking.istio.io/v1beta1`` + ``VirtualService`` -> ``networking.istio.io/VirtualService``."""
+    group = api_version.split("/", 1)[0] if "/" in api_version else ""
+    return f"{group}/{kind}" if group else kind
+
+
+def ingress_key(class_type: str) -> str:
+    return f"{INGRESS_DIR}/{class_type}"
+
+
+def configmap_key(key: str) -> str:
+    """Kruise's ConfigMap data key: ``lua.traffic.routing.<Kind>.<group>`` (ingress: ``ingress.<class>``)."""
+    if key.startswith(INGRESS_DIR + "/"):
+        return f"{CONFIGMAP_PREFIX}ingress.{key.split('/', 1)[1]}"
+    group, _, kind = key.rpartition("/")
+    return f"{CONFIGMAP_PREFIX}{kind}.{group}" if group else f"{CONFIGMAP_PREFIX}{kind}"
+
+
+def _relative_path(key: str) -> str:
+    if key.startswith(INGRESS_DIR + "/"):
+        return f"{key}.lua"
+    return f"{key}/{SCRIPT_FILE}"
+
+
+@dataclass
+class ScriptLayer:
+    """One place scripts come from; ``scripts`` maps key -> Script."""
+
+    description: str
+    scripts: dict[str, Script] = field(default_factory=dict)
+    where: Optional[str] = None  # how a key is looked up here, for the not-found message
+
+    def describe(self, key: str) -> str:
+        if self.where:
+            return self.where.format(key=key, path=_relative_path(key), cm_key=configmap_key(key))
+        return self.description
+
+
+class ScriptLibrary:
+    """Ordered layers; the first layer holding a key wins."""
+
+    def __init__(self, layers: Iterable[ScriptLayer]):
+        self.layers = list(layers)
+
+    def find(self, key: str) -> Script:
+        for layer in self.layers:
+            script = layer.scripts.get(key)
+            if script is not None:
+                return script
+        raise ScriptNotFoundError(key, [layer.describe(key) for layer in self.layers])
+
+    def keys(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for layer in self.layers:
+            seen.update(dict.fromkeys(layer.scripts))
+        return sorted(seen)
+
+
+def _walk(root: Traversable, prefix: str = "") -> Iterator[tuple[str, Traversable]]:
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+        name = f"{prefix}{entry.name}"
+        if entry.is_dir():
+            if entry.name not in ("testdata", "__pycache__"):
+                yield from _walk(entry, name + "/")
+        else:
+            yield name, entry
+
+
+def scripts_in_tree(root: Traversable, origin_prefix: str) -> dict[str, Script]:
+    """Every ``<key>/trafficRouting.lua`` and ``trafficrouting_ingress/<class>.lua`` below ``root``."""
+    found: dict[str, Script] = {}
+    for relative, entry in _walk(root):
+        if relative.endswith("/" + SCRIPT_FILE) or relative == SCRIPT_FILE:
+            key = relative[: -len(SCRIPT_FILE) - 1]
+        elif relative.startswith(INGRESS_DIR + "/") and relative.endswith(".lua") and relative.count("/") == 1:
+            key = relative[:-4]
+        else:
+            continue
+        if key:
+            found[key] = Script(key, entry.read_text(encoding="utf-8"), f"{origin_prefix}{relative}")
+    return found
+
+
+def builtin_root() -> Traversable:
+    return resources.files("engine.lua_configuration")
+
+
+def builtin_layer() -> ScriptLayer:
+    return ScriptLayer("built-in scripts", scripts_in_tree(builtin_root(), "builtin:"),
+                      where="built-in {path}")
+
+
+def directory_layer(directory: str) -> ScriptLayer:
+    if not os.path.isdir(directory):
+        raise InvalidInputError("script directory does not exist", source=directory)
+    path = Path(directory)
+    return ScriptLayer(f"directory {directory}", scripts_in_tree(path, f"{path}/"),
+                      where=f"{path}/{{path}}")
+
+
+def configmap_layer(text: str, source: str) -> ScriptLayer:
+    """Scripts from a ConfigMap manifest (Kruise's ``kruise-rollout-configuration`` format)."""
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise InvalidInputError(f"not valid YAML: {exc}", source=source) from None
+    scripts: dict[str, Script] = {}
+    for index, document in enumerate(documents, 1):
+        if not isinstance(document, dict) or document.get("kind") != "ConfigMap":
+            raise InvalidInputError("expected a ConfigMap", source=source, document=index, field="kind")
+        data = document.get("data") or {}
+        if not isinstance(data, dict):
+            raise InvalidInputError("must be a map of strings", source=source, document=index, field="data")
+        for data_key, value in data.items():
+            key = _key_from_configmap(str(data_key))
+            if key is None:
+                continue
+            if not isinstance(value, str):
+                raise InvalidInputError("script must be a string", source=source, document=index,
+                                        field=f"data.{data_key}")
+            scripts[key] = Script(key, value, f"{source} (ConfigMap key {data_key})")
+    return ScriptLayer(f"ConfigMap {source}", scripts, where=f"ConfigMap {source} key {{cm_key}}")
+
+
+def _key_from_configmap(data_key: str) -> Optional[str]:
+    if not data_key.startswith(CONFIGMAP_PREFIX):
+        return None
+    rest = data_key[len(CONFIGMAP_PREFIX):]
+    kind, _, group = rest.partition(".")
+    if kind == "ingress" and group:
+        return ingress_key(group)
+    return f"{group}/{kind}" if group else kind
+
+
+def lua_path_from_env() -> list[str]:
+    value = os.environ.get(LUA_PATH_ENV, "")
+    return [part for part in value.split(os.pathsep) if part]

@@ -1,0 +1,247 @@
+"""What a TrafficRouting or Rollout asks for: services, network objects and the traffic strategy of a step.
+
+Follows Kruise: a TrafficRouting routes to a subset of the stable service (canaryService = stableService);
+a Rollout routes to ``<service>-canary`` unless ``disableGenerateCanaryService`` is set.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .documents import Document
+
+ROLLOUTS_GROUP = "rollouts.kruise.io"
+HEADER_TYPES = ("Exact", "RegularExpression")
+PATH_TYPES = ("Exact", "PathPrefix", "RegularExpression")
+MAX_MATCHES = 16
+_TRAFFIC = re.compile(r"^\s*(\d{1,3})\s*%\s*$")
+
+
+@dataclass
+class TrafficStrategy:
+    """One step's traffic: weight None means the step sets no weight (Kruise passes -1)."""
+
+    weight: Optional[int] = None
+    matches: list[dict] = field(default_factory=list)
+    request_header_modifier: Optional[dict] = None
+
+
+@dataclass
+class NetworkRef:
+    api_version: str
+    kind: str
+    name: str
+    field: str  # where it was declared, for messages
+
+
+@dataclass
+class RouteTarget:
+    """One objectRef (TrafficRouting) or trafficRoutings entry (Rollout)."""
+
+    stable_service: str
+    canary_service: str
+    network_refs: list[NetworkRef]
+    ingress: Optional[dict]
+    field: str
+
+
+@dataclass
+class RoutingPlan:
+    document: Document
+    targets: list[RouteTarget]
+    strategy: TrafficStrategy
+    step: Optional[int]  # 1-based; None for a TrafficRouting
+    step_count: int
+
+
+def is_traffic_routing(document: Document) -> bool:
+    return document.group == ROLLOUTS_GROUP and document.kind == "TrafficRouting"
+
+
+def is_rollout(document: Document) -> bool:
+    return document.group == ROLLOUTS_GROUP and document.kind == "Rollout"
+
+
+def is_routing_document(document: Document) -> bool:
+    return is_traffic_routing(document) or is_rollout(document)
+
+
+def _map(document: Document, value: Any, path: str, required: bool = False) -> dict:
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise document.error("must be a map" if value is not None else "is required", path)
+    return value
+
+
+def _list(document: Document, value: Any, path: str, required: bool = False) -> list:
+    if value is None and not required:
+        return []
+    if not isinstance(value, list) or (required and not value):
+        raise document.error("must be a non-empty list" if required else "must be a list", path)
+    return value
+
+
+def _string(document: Document, value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise document.error("must be a non-empty string", path)
+    return value
+
+
+def parse_weight(document: Document, value: Any, path: str) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise document.error(f"weight must be an integer from 0 to 100, got {value!r}", path)
+    return value
+
+
+def parse_traffic(document: Document, value: Any, path: str) -> Optional[int]:
+    """Kruise's ``traffic: "5%"`` (an IntOrString percentage) -> 5."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return parse_weight(document, value, path)
+    match = _TRAFFIC.match(str(value))
+    if not match or int(match.group(1)) > 100:
+        raise document.error(f'traffic must be a percentage from "0%" to "100%", got {value!r}', path)
+    return int(match.group(1))
+
+
+def _typed_matches(document: Document, items: Any, path: str, default_type: str, allowed: tuple) -> list:
+    result = []
+    for index, item in enumerate(_list(document, items, path)):
+        where = f"{path}[{index}]"
+        item = _map(document, item, where, required=True)
+        match_type = item.get("type", default_type)
+        if match_type not in allowed:
+            raise document.error(f"type must be one of {', '.join(allowed)}, got {match_type!r}", f"{where}.type")
+        _string(document, item.get("name"), f"{where}.name")
+        if not isinstance(item.get("value"), str):
+            raise document.error("must be a string", f"{where}.value")
+        result.append({**item, "type": match_type})
+    return result
+
+
+def parse_matches(document: Document, value: Any, path: str) -> list[dict]:
+    """Validate matches and fill the defaults the Kruise CRD would (type Exact, path type PathPrefix)."""
+    matches = _list(document, value, path)
+    if len(matches) > MAX_MATCHES:
+        raise document.error(f"at most {MAX_MATCHES} matches are allowed, got {len(matches)}", path)
+    result = []
+    for index, match in enumerate(matches):
+        where = f"{path}[{index}]"
+        match = dict(_map(document, match, where, required=True))
+        unknown = set(match) - {"path", "headers", "queryParams"}
+        if unknown:
+            raise document.error(f"unknown field(s) {', '.join(sorted(unknown))}", where)
+        if "headers" in match:
+            match["headers"] = _typed_matches(document, match["headers"], f"{where}.headers", "Exact", HEADER_TYPES)
+        if "queryParams" in match:
+            match["queryParams"] = _typed_matches(document, match["queryParams"], f"{where}.queryParams",
+                                                  "Exact", HEADER_TYPES)
+        if "path" in match:
+            path_match = dict(_map(document, match["path"], f"{where}.path", required=True))
+            path_match.setdefault("type", "PathPrefix")
+            path_match.setdefault("value", "/")
+            if path_match["type"] not in PATH_TYPES:
+                raise document.error(f"type must be one of {', '.join(PATH_TYPES)}, got {path_match['type']!r}",
+                                     f"{where}.path.type")
+            match["path"] = path_match
+        if not any(match.get(key) for key in ("path", "headers", "queryParams")):
+            raise document.error("a match needs a path, headers or queryParams", where)
+        result.append(match)
+    return result
+
+
+def parse_header_modifier(document: Document, value: Any, path: str) -> Optional[dict]:
+    if value is None:
+        return None
+    modifier = _map(document, value, path, required=True)
+    for key in modifier:
+        if key not in ("set", "add", "remove"):
+            raise document.error(f"unknown field {key!r}", f"{path}.{key}")
+    for key in ("set", "add"):
+        for index, item in enumerate(_list(document, modifier.get(key), f"{path}.{key}")):
+            item = _map(document, item, f"{path}.{key}[{index}]", required=True)
+            _string(document, item.get("name"), f"{path}.{key}[{index}].name")
+            if not isinstance(item.get("value"), str):
+                raise document.error("must be a string", f"{path}.{key}[{index}].value")
+    for index, name in enumerate(_list(document, modifier.get("remove"), f"{path}.remove")):
+        _string(document, name, f"{path}.remove[{index}]")
+    return modifier
+
+
+def _strategy(document: Document, source: dict, path: str, weight: Optional[int]) -> TrafficStrategy:
+    return TrafficStrategy(
+        weight=weight,
+        matches=parse_matches(document, source.get("matches"), f"{path}.matches"),
+        request_header_modifier=parse_header_modifier(document, source.get("requestHeaderModifier"),
+                                                      f"{path}.requestHeaderModifier"),
+    )
+
+
+def _targets(document: Document, refs: list, path: str, canary_suffix: Optional[str]) -> list[RouteTarget]:
+    targets = []
+    for index, ref in enumerate(refs):
+        where = f"{path}[{index}]"
+        ref = _map(document, ref, where, required=True)
+        stable = _string(document, ref.get("service"), f"{where}.service")
+        network_refs = []
+        for ref_index, network in enumerate(_list(document, ref.get("customNetworkRefs"),
+                                                  f"{where}.customNetworkRefs")):
+            ref_path = f"{where}.customNetworkRefs[{ref_index}]"
+            network = _map(document, network, ref_path, required=True)
+            network_refs.append(NetworkRef(
+                _string(document, network.get("apiVersion"), f"{ref_path}.apiVersion"),
+                _string(document, network.get("kind"), f"{ref_path}.kind"),
+                _string(document, network.get("name"), f"{ref_path}.name"),
+                ref_path,
+            ))
+        ingress = ref.get("ingress")
+        if ingress is not None:
+            ingress = _map(document, ingress, f"{where}.ingress", required=True)
+            _string(document, ingress.get("name"), f"{where}.ingress.name")
+        canary = stable if canary_suffix is None else stable + canary_suffix
+        targets.append(RouteTarget(stable, canary, network_refs, ingress, where))
+    return targets
+
+
+def rollout_steps(document: Document) -> list[TrafficStrategy]:
+    """Every step's traffic strategy of a v1beta1 (``traffic: "N%"``) or v1alpha1 (``weight: N``) Rollout."""
+    canary = _map(document, _map(document, document.body.get("spec"), "spec", True).get("strategy"),
+                  "spec.strategy", True).get("canary")
+    canary = _map(document, canary, "spec.strategy.canary", required=True)
+    steps = _list(document, canary.get("steps"), "spec.strategy.canary.steps", required=True)
+    strategies = []
+    for index, step in enumerate(steps):
+        path = f"spec.strategy.canary.steps[{index}]"
+        step = _map(document, step, path, required=True)
+        if "traffic" in step:
+            weight = parse_traffic(document, step.get("traffic"), f"{path}.traffic")
+        else:
+            weight = parse_weight(document, step.get("weight"), f"{path}.weight")
+        strategies.append(_strategy(document, step, path, weight))
+    return strategies
+
+
+def plan(document: Document, step: Optional[int] = None) -> RoutingPlan:
+    """The routing plan of a TrafficRouting, or of one step (1-based, default 1) of a Rollout."""
+    spec = _map(document, document.body.get("spec"), "spec", required=True)
+    if is_traffic_routing(document):
+        strategy_source = _map(document, spec.get("strategy"), "spec.strategy")
+        strategy = _strategy(document, strategy_source, "spec.strategy",
+                             parse_weight(document, strategy_source.get("weight"), "spec.strategy.weight"))
+        refs = _list(document, spec.get("objectRef"), "spec.objectRef", required=True)
+        return RoutingPlan(document, _targets(document, refs, "spec.objectRef", None), strategy, None, 1)
+    steps = rollout_steps(document)
+    chosen = 1 if step is None else step
+    if not 1 <= chosen <= len(steps):
+        raise document.error(f"--step {chosen} is out of range: the Rollout has {len(steps)} step(s)",
+                             "spec.strategy.canary.steps")
+    canary = spec["strategy"]["canary"]
+    refs = _list(document, canary.get("trafficRoutings"), "spec.strategy.canary.trafficRoutings", required=True)
+    suffix = None if canary.get("disableGenerateCanaryService") else "-canary"
+    targets = _targets(document, refs, "spec.strategy.canary.trafficRoutings", suffix)
+    return RoutingPlan(document, targets, steps[chosen - 1], chosen, len(steps))

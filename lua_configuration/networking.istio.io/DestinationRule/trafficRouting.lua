@@ -1,0 +1,41 @@
+-- graylane built-in traffic routing for Istio DestinationRule (Kruise custom-network-provider contract).
+--
+-- Adds the subset "canary" that selects the gray pods, or updates it when it already exists, so that
+-- rendering twice or over a hand-written subset never leaves two subsets with one name.
+-- The gray pods carry `istio.service.tag: gray` by default; a DestinationRule can choose other labels
+-- with the annotation graylane.io/canary-subset-labels: '{"version": "canary"}'.
+
+local CANARY_SUBSET = "canary"
+local LABELS_ANNOTATION = "graylane.io/canary-subset-labels"
+
+local spec = obj.data.spec
+local annotations = obj.data.annotations or {}
+
+local labels = {["istio.service.tag"] = "gray"}
+local custom = annotations[LABELS_ANNOTATION]
+if custom ~= nil then
+  labels = json.decode(custom)
+  if type(labels) ~= "table" or next(labels) == nil then
+    error("annotation " .. LABELS_ANNOTATION .. " must be a non-empty JSON map of labels")
+  end
+  for key, value in pairs(labels) do
+    if type(key) ~= "string" or type(value) ~= "string" then
+      error("annotation " .. LABELS_ANNOTATION .. " must map label names to string values")
+    end
+  end
+end
+
+if type(spec.subsets) ~= "table" then spec.subsets = {} end
+
+local existing
+for _, subset in ipairs(spec.subsets) do
+  if subset.name == CANARY_SUBSET then existing = subset break end
+end
+
+if existing then
+  existing.labels = labels
+else
+  table.insert(spec.subsets, {name = CANARY_SUBSET, labels = labels})
+end
+
+return {spec = spec, labels = obj.data.labels, annotations = obj.data.annotations}
