@@ -5,6 +5,9 @@ local type, pairs, ipairs, next, select, unpack, tostring, error = type, pairs, 
 local setmetatable, getmetatable, setfenv, loadstring, pcall, xpcall = setmetatable, getmetatable, setfenv, loadstring, pcall, xpcall
 local format, find, gsub, byte, sub, concat, sort, floor = string.format, string.find, string.gsub, string.byte, string.sub, table.concat, table.sort, math.floor
 local sethook, getinfo, clock, huge = debug.sethook, debug.getinfo, os.clock, math.huge
+local collectgarbage = collectgarbage
+-- On LuaJIT, hooks only fire in the interpreter: keep the JIT off so the time limit always holds.
+if jit then jit.off() end
 
 ---------------------------------------------------------------------------------------------------
 -- Python -> Lua: a flat token list made by engine/convert.py. A negative number -n-1 opens a map of
@@ -332,7 +335,8 @@ local function where(level)
   return nil
 end
 
-local function run(fn, tokens, timeout, interval, printer)
+-- memory_kb: checked in the hook where the allocator cannot enforce a limit (64-bit LuaJIT).
+local function run(fn, tokens, timeout, interval, printer, memory_kb)
   local obj = from_tokens(tokens)
   local env = setmetatable({obj = obj, print = printer}, ENV_META)
   env._G = env
@@ -344,8 +348,13 @@ local function run(fn, tokens, timeout, interval, printer)
   sethook(function()
     if killed or clock() > deadline then
       stopped_at = stopped_at or where(3)
-      killed = TIMEOUT
-      error(TIMEOUT, 0)
+      killed = killed or TIMEOUT
+      error(killed, 0)
+    end
+    if memory_kb and collectgarbage('count') > memory_kb then
+      stopped_at = stopped_at or where(3)
+      killed = 'not enough memory'
+      error(killed, 0)
     end
   end, '', interval)
   local ok, result = pcall(fn)

@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any, Callable, Optional
 
 import lupa.lua51 as lua51
+import lupa.luajit21 as luajit21
 
 from .convert import to_tokens
 from .errors import ScriptError
@@ -53,18 +54,28 @@ class RunResult:
 
 
 class LuaSandbox:
-    """One Lua state; compiles each script once and runs it many times. Thread-safe (one run at a time)."""
+    """One Lua state; compiles each script once and runs it many times. Thread-safe (one run at a time).
 
-    def __init__(self, timeout: float = DEFAULT_TIMEOUT, max_memory: int = DEFAULT_MAX_MEMORY):
+    ``runtime="luajit"`` is for code written for Envoy (which embeds LuaJIT): its memory limit is checked
+    every HOOK_INTERVAL instructions instead of by the allocator, so it is approximate.
+    """
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT, max_memory: int = DEFAULT_MAX_MEMORY,
+                 runtime: str = "lua51"):
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         if max_memory < 1024 * 1024:
             raise ValueError("max_memory must be at least 1 MiB")
         self.timeout = timeout
         self.max_memory = max_memory
+        if runtime not in ("lua51", "luajit"):
+            raise ValueError("runtime must be lua51 or luajit")
+        self.runtime_name = runtime
+        self._lua = lua51 if runtime == "lua51" else luajit21
         self._lock = threading.Lock()
-        self._runtime = lua51.LuaRuntime(register_eval=False, register_builtins=False,
-                                         unpack_returned_tuples=True, max_memory=0)
+        self._runtime = self._lua.LuaRuntime(register_eval=False, register_builtins=False,
+                                             unpack_returned_tuples=True,
+                                             max_memory=0 if runtime == "lua51" else None)
         prelude = resources.files("engine").joinpath("sandbox.lua").read_text(encoding="utf-8")
         host = self._runtime.execute(prelude)
         self._run, self._compile = host["run"], host["compile"]
@@ -97,16 +108,23 @@ class LuaSandbox:
                 printer(line)
 
         tokens = to_tokens(obj)
+        exact_memory = self.runtime_name == "lua51"
         with self._lock:
             runtime = self._runtime
-            runtime.set_max_memory(runtime.get_memory_used() + self.max_memory, total=True)
+            if exact_memory:
+                runtime.set_max_memory(runtime.get_memory_used() + self.max_memory, total=True)
+            memory_kb = None if exact_memory else (
+                runtime.eval("collectgarbage('count')") + self.max_memory / 1024)
             try:
                 ok, detail, line, message = self._run(compiled.function, runtime.table_from(tokens),
-                                                       self.timeout, HOOK_INTERVAL, lua_print)
-            except lupa_errors() as exc:  # raised by lupa itself, e.g. memory error while converting
+                                                       self.timeout, HOOK_INTERVAL, lua_print, memory_kb)
+            except self._lua.LuaError as exc:  # raised by lupa itself, e.g. memory error while converting
+                ok, detail, line, message = False, "memory", None, str(exc)
+            except MemoryError as exc:
                 ok, detail, line, message = False, "memory", None, str(exc)
             finally:
-                runtime.set_max_memory(0)
+                if exact_memory:
+                    runtime.set_max_memory(0)
             if not ok:
                 runtime.execute("collectgarbage()")
         if ok:
@@ -125,10 +143,6 @@ class LuaSandbox:
         raise _script_error(script, message, "error")
 
 
-def lupa_errors() -> tuple[type[BaseException], ...]:
-    return (lua51.LuaError, MemoryError)
-
-
 def _script_error(script: Script, message: str, reason: str) -> ScriptError:
     match = _LOCATION.match(message or "")
     if match and match.group("chunk").endswith(script.origin[-40:]):
@@ -143,7 +157,7 @@ def _lua_tostring(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    if lua51.lua_type(value) == "table":
+    if lua51.lua_type(value) == "table" or luajit21.lua_type(value) == "table":
         return f"table: 0x{id(value):x}"
     return str(value)
 
