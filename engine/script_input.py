@@ -88,14 +88,9 @@ def original_of(body: dict) -> tuple[OriginalState, bool]:
 
 
 def encode_original(original: OriginalState) -> str:
-    """Byte-compatible with Kruise's ``util.DumpJSON(Data{...})`` (Go's json.Marshal), so either tool can
-    tell whether the stored original is current and restore what the other stored."""
-    # Go sorts map keys but keeps struct field order (spec, labels, annotations).
-    parts = [f'"{key}":' + json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
-             for key, value in original.to_data().items()]
-    text = "{" + ",".join(parts) + "}"
-    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+    """The annotation value: Kruise's ``Data`` JSON (spec, labels, annotations; empty maps left out), compact
+    and with the object's own key order, so a restore gives back the object exactly as it was written."""
+    return json.dumps(original.to_data(), separators=(",", ":"), ensure_ascii=False)
 
 
 def apply_result(body: dict, spec: Any, labels: Optional[dict], annotations: Optional[dict],

@@ -1,0 +1,401 @@
+"""apply, restore and status against a live cluster; the controller reconciles with the same code.
+
+apply, per referenced object: GET; take the original from rollouts.kruise.io/original-spec-configuration
+(or the object as it is, when none is stored yet); run the script on the original; validate; compare with
+the live object. Every object is planned before anything is written, so a missing object, a script error
+or a validation error changes nothing. Then each changed object is written with one PUT that carries the
+resourceVersion it was computed from and stores the original in the same write, so there is no moment
+where the spec is changed but the original is not stored. A 409 means someone wrote in between: the object
+is read again and the script re-run on the fresh data (never a blind overwrite), with bounded, jittered
+exponential backoff. If a write fails, the objects this call already changed are put back to their
+pre-call state (again conditional on the resourceVersion this call wrote), and every object's fate is
+reported.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ..documents import Document
+from ..errors import ClusterError, GraylaneError, InvalidInputError
+from ..render import Engine, OutputCheck
+from ..script_input import ORIGINAL_ANNOTATION, apply_result, encode_original, original_of, restore_body
+from ..scripts import resource_key
+from ..strategy import RoutingPlan, TrafficStrategy
+from .client import Cluster, Conflict, Resource
+
+MAX_ATTEMPTS = 6
+BACKOFF_BASE = 0.05  # seconds; doubles per conflict, with jitter, capped at BACKOFF_CAP
+BACKOFF_CAP = 2.0
+TEST_BARRIER_ENV = "GRAYLANE_TEST_BARRIER"
+
+# Outcome states (what happened to one object).
+CONFIGURED, UNCHANGED, RESTORED, MISSING, FAILED = "configured", "unchanged", "restored", "missing", "failed"
+ROLLED_BACK, NOT_ROLLED_BACK, NOT_CHANGED = "rolled back", "NOT rolled back", "not changed"
+
+
+@dataclass
+class Target:
+    """One network object a TrafficRouting/Rollout references, with the strategy it should follow."""
+
+    routing: RoutingPlan
+    api_version: str
+    kind: str
+    name: str
+    namespace: str
+    strategy: TrafficStrategy
+    stable_service: str
+    canary_service: str
+    resource: Optional[Resource] = None
+
+    def describe(self) -> str:
+        if self.resource:
+            return self.resource.describe(self.name)
+        group = self.api_version.rpartition("/")[0]
+        return f"{self.kind.lower()}.{group}/{self.name}" if group else f"{self.kind.lower()}/{self.name}"
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.api_version.rpartition("/")[0], self.kind, self.namespace, self.name)
+
+
+@dataclass
+class Outcome:
+    target: Target
+    state: str
+    message: str = ""
+    before: Optional[dict] = None  # the object as this call found it
+    after: Optional[dict] = None   # as this call left it (or would, in a dry run)
+    attempts: int = 0
+
+    def line(self, dry_run: Optional[str] = None) -> str:
+        suffix = {"client": " (dry run)", "server": " (server dry run)"}.get(dry_run or "", "")
+        text = f"{self.target.describe()} {self.state}"
+        if self.state in (CONFIGURED, RESTORED):
+            text += suffix
+        if self.attempts > 1:
+            text += f" after {self.attempts} attempts (conflicting writes)"
+        return text + (f": {self.message}" if self.message else "")
+
+
+@dataclass
+class Report:
+    outcomes: list[Outcome] = field(default_factory=list)
+    error: Optional[str] = None  # why the whole call failed, if it did
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def changed(self) -> bool:
+        return any(o.state in (CONFIGURED, RESTORED) for o in self.outcomes)
+
+
+def targets_of(plans: list[RoutingPlan], cluster: Cluster, namespace: Optional[str] = None) -> list[Target]:
+    """Every object the plans reference, in order; namespaces resolved the way kubectl resolves them."""
+    targets: list[Target] = []
+    seen: dict[tuple, Target] = {}
+    for routing in plans:
+        document = routing.document
+        if namespace and document.namespace and document.namespace != namespace:
+            raise document.error(f'the namespace from the provided object "{document.namespace}" does not match '
+                                 f'the namespace "{namespace}"; pass --namespace={document.namespace}',
+                                 "metadata.namespace")
+        object_namespace = document.namespace or namespace or cluster.default_namespace
+        for target in routing.targets:
+            if target.ingress:
+                raise document.error("cluster mode does not manage Ingress canaries yet; use customNetworkRefs "
+                                     "(or graylane render for Ingress)", f"{target.field}.ingress")
+            for ref in target.network_refs:
+                item = Target(routing, ref.api_version, ref.kind, ref.name, object_namespace, routing.strategy,
+                              target.stable_service, target.canary_service)
+                if item.key in seen:
+                    raise document.error(f"{ref.kind}/{ref.name} is already routed by "
+                                         f"{seen[item.key].routing.document.describe()}; one object can follow only "
+                                         "one routing", ref.field)
+                seen[item.key] = item
+                targets.append(item)
+    return targets
+
+
+def _barrier(point: str, target: Target) -> None:
+    """Test seam (documented in docs/cluster.md): with $GRAYLANE_TEST_BARRIER=DIR, if the file
+    ``DIR/<point>.<Kind>.<name>.wait`` exists, create ``....reached`` and wait until the .wait file is removed.
+    Lets e2e tests edit an object between our GET and PUT, or kill the process right after a write."""
+    directory = os.environ.get(TEST_BARRIER_ENV)
+    if not directory:
+        return
+    stem = Path(directory) / f"{point}.{target.kind}.{target.name}"
+    wait = stem.with_name(stem.name + ".wait")
+    if not wait.exists():
+        return
+    stem.with_name(stem.name + ".reached").touch()
+    deadline = time.monotonic() + 120
+    while wait.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+class Applier:
+    """apply/restore/status for a list of targets on one cluster."""
+
+    def __init__(self, cluster: Cluster, engine: Optional[Engine] = None, check: Optional[OutputCheck] = None,
+                 dry_run: Optional[str] = None, max_attempts: int = MAX_ATTEMPTS,
+                 on_write: Optional[Callable[[Target, dict], None]] = None):
+        if dry_run not in (None, "client", "server"):
+            raise InvalidInputError(f"--dry-run must be client or server, got {dry_run!r}")
+        self.cluster, self.engine, self.check, self.dry_run = cluster, engine, check, dry_run
+        self.max_attempts = max_attempts
+        self.on_write = on_write  # told about every object this call wrote (the controller tracks them)
+
+    # -- shared -------------------------------------------------------------------------------------------
+
+    def _read(self, target: Target) -> Optional[dict]:
+        if target.resource is None:
+            target.resource = self.cluster.resource(target.api_version, target.kind)
+        return self.cluster.get(target.resource, target.namespace, target.name)
+
+    def desired(self, target: Target, live: dict) -> dict:
+        """The object as the script wants it, computed from the stored original (or the live object)."""
+        assert self.engine is not None
+        source = f"cluster {target.namespace}/{target.describe()}"
+        document = Document(live, source, 1)
+        try:
+            original, _stored = original_of(live)
+        except ValueError as exc:
+            raise document.error(str(exc), f"metadata.annotations[{ORIGINAL_ANNOTATION}]") from None
+        result = self.engine.run_network_script(resource_key(target.api_version, target.kind),
+                                                copy.deepcopy(original), target.strategy, target.stable_service,
+                                                target.canary_service)
+        body = apply_result(live, result.spec, result.labels, result.annotations, encode_original(original))
+        if self.check:
+            self.check(document, body)
+        return body
+
+    def _backoff(self, attempt: int) -> None:
+        delay = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** (attempt - 1)))
+        time.sleep(delay * (0.5 + random.random()))
+
+    def _write(self, target: Target, live: dict, compute: Callable[[dict], dict]) -> Outcome:
+        """Write ``compute(live)``; on 409 re-read and recompute from the fresh object, a bounded number of
+        times. Returns CONFIGURED/UNCHANGED; raises ClusterError (NotFound when it vanished meanwhile)."""
+        attempt = 1
+        while True:
+            wanted = compute(live)
+            if wanted == live:
+                return Outcome(target, UNCHANGED, before=live, after=live, attempts=attempt)
+            _barrier("before-write", target)
+            if self.dry_run == "client":
+                return Outcome(target, CONFIGURED, before=live, after=wanted, attempts=attempt)
+            try:
+                written = self.cluster.replace(target.resource, wanted, dry_run=self.dry_run == "server")
+            except Conflict as exc:
+                if attempt >= self.max_attempts:
+                    raise ClusterError(f"{exc} (gave up after {attempt} conflicting attempts)") from None
+                self._backoff(attempt)
+                attempt += 1
+                fresh = self._read(target)
+                if fresh is None:
+                    raise ClusterError(f"{target.describe()} was deleted while being updated") from None
+                live = fresh
+                continue
+            if not self.dry_run and _rv(written) == _rv(live):
+                # The server found nothing to change (e.g. it normalised what we sent back to what it had).
+                return Outcome(target, UNCHANGED, before=live, after=written, attempts=attempt)
+            if not self.dry_run and self.on_write:
+                self.on_write(target, written)
+            _barrier("after-write", target)
+            return Outcome(target, CONFIGURED, before=live, after=written, attempts=attempt)
+
+    # -- apply --------------------------------------------------------------------------------------------
+
+    def apply(self, targets: list[Target]) -> Report:
+        report = Report()
+        planned: list[tuple[Target, dict]] = []
+        failures = 0
+        for target in targets:  # 1. plan everything; nothing is written if any object fails here
+            try:
+                live = self._read(target)
+                if live is None:
+                    report.outcomes.append(Outcome(target, MISSING, f"not found in namespace {target.namespace}"))
+                    failures += 1
+                    continue
+                self.desired(target, live)
+                planned.append((target, live))
+            except GraylaneError as exc:
+                report.outcomes.append(Outcome(target, FAILED, str(exc)))
+                failures += 1
+        if failures:
+            for target, live in planned:
+                report.outcomes.append(Outcome(target, NOT_CHANGED, "another referenced object failed",
+                                               before=live))
+            report.error = f"{failures} of {len(targets)} object(s) failed; nothing was changed"
+            return self._ordered(report, targets)
+        done: list[Outcome] = []
+        for index, (target, live) in enumerate(planned):  # 2. write, all or nothing
+            try:
+                outcome = self._write(target, live, lambda current, t=target: self.desired(t, current))
+            except GraylaneError as exc:
+                report.outcomes.append(Outcome(target, FAILED, str(exc)))
+                for later, later_live in planned[index + 1:]:
+                    report.outcomes.append(Outcome(later, NOT_CHANGED, "not attempted after the failure",
+                                                   before=later_live))
+                report.outcomes.extend(self._roll_back(done))
+                rolled = sum(1 for o in report.outcomes if o.state == ROLLED_BACK)
+                kept = sum(1 for o in report.outcomes if o.state == NOT_ROLLED_BACK)
+                report.error = (f"{target.describe()} failed; {rolled} object(s) changed by this call were put "
+                                "back" + (f", {kept} could NOT be put back" if kept else ""))
+                return self._ordered(report, targets)
+            done.append(outcome)
+        report.outcomes.extend(done)
+        return self._ordered(report, targets)
+
+    def _roll_back(self, done: list[Outcome]) -> list[Outcome]:
+        """Put back what this call changed, newest first, only if nobody changed it after us."""
+        results = []
+        for outcome in reversed(done):
+            if outcome.state != CONFIGURED:
+                results.append(outcome)
+                continue
+            if self.dry_run:
+                results.append(Outcome(outcome.target, NOT_CHANGED, "dry run; would be put back with the others",
+                                       before=outcome.before))
+                continue
+            body = copy.deepcopy(outcome.before)
+            body["metadata"]["resourceVersion"] = _rv(outcome.after)
+            try:
+                restored = self.cluster.replace(outcome.target.resource, body)
+                if self.on_write:
+                    self.on_write(outcome.target, restored)
+                results.append(Outcome(outcome.target, ROLLED_BACK, "put back to its state before this call",
+                                       before=outcome.before, after=restored))
+            except Conflict:
+                results.append(Outcome(outcome.target, NOT_ROLLED_BACK,
+                                       "someone changed it after this call did; left as is (graylane restore "
+                                       "puts back the stored original)", before=outcome.before))
+            except GraylaneError as exc:
+                results.append(Outcome(outcome.target, NOT_ROLLED_BACK, str(exc), before=outcome.before))
+        return results
+
+    @staticmethod
+    def _ordered(report: Report, targets: list[Target]) -> Report:
+        order = {id(t): i for i, t in enumerate(targets)}
+        report.outcomes.sort(key=lambda o: order.get(id(o.target), len(order)))
+        return report
+
+    # -- restore ------------------------------------------------------------------------------------------
+
+    def restore(self, targets: list[Target]) -> Report:
+        """Put every object back from its stored original and drop the annotation; idempotent."""
+        report = Report()
+        failures = 0
+        for target in targets:
+            try:
+                live = self._read(target)
+                if live is None:
+                    report.outcomes.append(Outcome(target, MISSING, f"not found in namespace {target.namespace}; "
+                                                                    "skipped"))
+                    continue
+                _original_or_error(target, live)
+                outcome = self._write(target, live, lambda current, t=target: _restored(t, current))
+                if outcome.state == CONFIGURED:
+                    outcome.state = RESTORED
+                else:
+                    outcome.message = "no stored original"
+                report.outcomes.append(outcome)
+            except GraylaneError as exc:
+                report.outcomes.append(Outcome(target, FAILED, str(exc)))
+                failures += 1
+        if failures:
+            report.error = f"{failures} of {len(targets)} object(s) could not be restored"
+        return report
+
+    # -- status -------------------------------------------------------------------------------------------
+
+    def status(self, targets: list[Target]) -> list[dict]:
+        rows = []
+        for target in targets:
+            row: dict[str, Any] = {"object": target.describe(), "namespace": target.namespace,
+                                   "routing": target.routing.document.describe()}
+            try:
+                live = self._read(target)
+            except GraylaneError as exc:
+                rows.append({**row, "error": str(exc)})
+                continue
+            if live is None:
+                rows.append({**row, "found": False})
+                continue
+            annotations = (live.get("metadata") or {}).get("annotations") or {}
+            row.update(found=True, originalStored=ORIGINAL_ANNOTATION in annotations)
+            row.update(inspect(live, target.stable_service, target.canary_service))
+            rows.append(row)
+        return rows
+
+
+def _rv(body: Optional[dict]) -> Optional[str]:
+    return ((body or {}).get("metadata") or {}).get("resourceVersion")
+
+
+def _original_or_error(target: Target, live: dict):
+    try:
+        return original_of(live)
+    except ValueError as exc:
+        raise InvalidInputError(str(exc), source=f"cluster {target.namespace}/{target.describe()}",
+                                field=f"metadata.annotations[{ORIGINAL_ANNOTATION}]") from None
+
+
+def _restored(target: Target, live: dict) -> dict:
+    original, stored = _original_or_error(target, live)
+    return restore_body(live, original) if stored else live
+
+
+# -- status: what an object says about the canary ------------------------------------------------------------
+
+CANARY_SUBSET = "canary"
+
+
+def _same_service(host: Any, service: str) -> bool:
+    if not isinstance(host, str):
+        return False
+    host_parts, service_parts = host.split("."), service.split(".")
+    if host_parts[0] != service_parts[0]:
+        return False
+    return len(host_parts) < 2 or len(service_parts) < 2 or host_parts[1] == service_parts[1]
+
+
+def _is_canary(destination: Any, stable: str, canary: str) -> bool:
+    if not isinstance(destination, dict):
+        return False
+    if canary == stable:
+        return _same_service(destination.get("host"), stable) and destination.get("subset") == CANARY_SUBSET
+    return _same_service(destination.get("host"), canary)
+
+
+def inspect(body: dict, stable: str, canary: str) -> dict:
+    """Canary weight, matches and gray subset as an Istio VirtualService/DestinationRule states them."""
+    spec = body.get("spec") or {}
+    kind = body.get("kind")
+    if kind == "VirtualService":
+        weights, matches = [], []
+        for protocol in ("http", "tcp", "tls"):
+            for rule in spec.get(protocol) or []:
+                routes = [r for r in (rule or {}).get("route") or [] if isinstance(r, dict)]
+                canary_routes = [r for r in routes if _is_canary(r.get("destination"), stable, canary)]
+                if not canary_routes:
+                    continue
+                if rule.get("match"):
+                    matches.extend(rule["match"])
+                else:
+                    weights.append(sum(int(r.get("weight", 100 if len(routes) == 1 else 0))
+                                       for r in canary_routes))
+        return {"canaryWeight": weights[0] if weights else None, "matches": matches}
+    if kind == "DestinationRule":
+        subset = next((s for s in spec.get("subsets") or [] if isinstance(s, dict)
+                       and s.get("name") == CANARY_SUBSET), None)
+        return {"graySubset": subset}
+    return {}

@@ -1,0 +1,201 @@
+"""``graylane apply``, ``graylane status``, ``graylane controller`` and the cluster mode of ``graylane restore``.
+
+``graylane restore`` works on files (offline, cmd_render) or on the cluster. It goes to the cluster when
+``--cluster`` is given, or when the inputs hold only TrafficRouting/Rollout documents (no network objects
+to restore offline). Anything else stays offline, as before. See docs/cluster.md.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from typing import Optional
+
+from . import cmd_render, inputs
+from .cli import script_options
+from .documents import Document, dump_json, dump_yaml
+from .errors import GraylaneError, InvalidInputError
+from .render import routing_plans
+from .strategy import is_routing_document
+
+
+def cluster_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("cluster")
+    group.add_argument("--kubeconfig", metavar="FILE",
+                       help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then the in-cluster account)")
+    group.add_argument("--context", metavar="CTX", help="kubeconfig context to use (default: the current one)")
+    group.add_argument("-n", "--namespace", metavar="NS",
+                       help="namespace of inputs that do not name one (default: the context's namespace)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    apply_parser = subparsers.add_parser(
+        "apply", help="apply a TrafficRouting or Rollout step to the objects it references in the cluster",
+        description="Read each referenced VirtualService/DestinationRule from the cluster, store its original in "
+                    "rollouts.kruise.io/original-spec-configuration if absent, run the scripts on the original, "
+                    "validate, and update what changed (conditional on resourceVersion, retried on conflicts). "
+                    "All or nothing: if any object fails, the ones already changed are put back.")
+    apply_parser.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
+                              help="file, directory or - (stdin) holding TrafficRoutings/Rollouts; repeatable")
+    apply_parser.add_argument("--step", type=int, metavar="N", help="Rollout step, 1-based (default 1)")
+    apply_parser.add_argument("--dry-run", choices=("none", "client", "server"), default="none",
+                              help="client: print what would change, write nothing; server: send the updates "
+                                   "with dryRun=All so the API server validates them without persisting")
+    cluster_options(apply_parser)
+    script_options(apply_parser)
+    apply_parser.set_defaults(handler=run_apply)
+
+    status_parser = subparsers.add_parser(
+        "status", help="show what the referenced objects look like in the cluster",
+        description="For every object referenced by the given TrafficRoutings/Rollouts (files, or TrafficRouting "
+                    "names read from the cluster): whether an original is stored, and the canary weight, matches "
+                    "and gray subset as they stand in the cluster.")
+    status_parser.add_argument("names", nargs="*", metavar="TRAFFICROUTING",
+                               help="TrafficRouting names to read from the cluster")
+    status_parser.add_argument("-f", "--filename", action="append", default=[], metavar="FILE")
+    status_parser.add_argument("--step", type=int, metavar="N", help=argparse.SUPPRESS)
+    status_parser.add_argument("-o", "--output", choices=("text", "yaml", "json"), default="text")
+    cluster_options(status_parser)
+    status_parser.set_defaults(handler=run_status)
+
+    restore_parser = subparsers.choices.get("restore")
+    if restore_parser is not None:  # defined by cmd_render; the cluster mode is added here
+        restore_parser.description = (
+            (restore_parser.description or "") + " Cluster mode (with --cluster, or when the inputs hold only "
+            "TrafficRoutings/Rollouts): put every referenced object in the cluster back from the annotation and "
+            "remove it; idempotent; objects already gone are reported and skipped.")
+        restore_parser.add_argument("--cluster", action="store_true",
+                                    help="restore the referenced objects in the cluster instead of printing them")
+        cluster_options(restore_parser)
+        restore_parser.set_defaults(handler=run_restore)
+
+    from .cluster import controller_cli
+    controller_cli.register(subparsers, cluster_options)
+
+
+def connect(args: argparse.Namespace):
+    from .cluster.client import connect as connect_cluster
+    return connect_cluster(args.kubeconfig, args.context)
+
+
+def _routing_documents(documents: list[Document], command: str) -> list[Document]:
+    routing = [d for d in documents if is_routing_document(d)]
+    others = [d for d in documents if not is_routing_document(d)]
+    if others and routing:
+        print(f"note: {command} reads the referenced objects from the cluster; {len(others)} other document(s) "
+              "in the inputs were ignored", file=sys.stderr)
+    return routing
+
+
+def _print_outcomes(report, dry_run: Optional[str]) -> int:
+    for outcome in report.outcomes:
+        print(outcome.line(dry_run))
+        if dry_run == "client" and outcome.state == "configured":
+            sys.stdout.write(diff(outcome.before, outcome.after, outcome.target.describe()))
+    if not report.ok:
+        print(f"error: {report.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def diff(before: dict, after: dict, name: str) -> str:
+    """A unified diff of what apply would change (labels, annotations, spec)."""
+    def view(body: dict) -> list[str]:
+        metadata = body.get("metadata") or {}
+        shown = {"metadata": {k: metadata[k] for k in ("labels", "annotations") if k in metadata},
+                 "spec": body.get("spec")}
+        return dump_yaml([shown]).splitlines(keepends=True)
+    return "".join(difflib.unified_diff(view(before), view(after), f"{name} (live)", f"{name} (applied)"))
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    from .cluster.apply import Applier, targets_of
+    if args.step is not None and args.step < 1:
+        raise InvalidInputError("--step is 1-based and must be at least 1")
+    documents = _routing_documents(inputs.read_documents(args.filename), "apply")
+    plans = routing_plans(documents, args.step)
+    engine = cmd_render.engine_from_args(args)
+    cluster = connect(args)
+    dry_run = None if args.dry_run == "none" else args.dry_run
+    applier = Applier(cluster, engine, cmd_render.output_check(args), dry_run)
+    report = applier.apply(targets_of(plans, cluster, args.namespace))
+    return _print_outcomes(report, dry_run)
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    documents = inputs.read_documents(args.filename)
+    cluster_mode = args.cluster or (bool(documents) and all(is_routing_document(d) for d in documents))
+    if not cluster_mode:
+        if args.kubeconfig or args.context or args.namespace:
+            print("note: restoring offline (the inputs hold network objects); --kubeconfig/--context/--namespace "
+                  "are ignored; pass --cluster to restore in the cluster", file=sys.stderr)
+        return cmd_render.run_restore(args, documents)
+    from .cluster.apply import Applier, targets_of
+    plans = routing_plans(_routing_documents(documents, "restore --cluster"))
+    cluster = connect(args)
+    report = Applier(cluster).restore(targets_of(plans, cluster, args.namespace))
+    return _print_outcomes(report, None)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from .cluster.apply import Applier, targets_of
+    from .cluster.controller import TRAFFIC_ROUTING
+    if not args.names and not args.filename:
+        raise InvalidInputError("give TrafficRouting names or -f FILE")
+    documents = _routing_documents(inputs.read_documents(args.filename), "status") if args.filename else []
+    cluster = connect(args)
+    if args.names:
+        resource = cluster.resource(TRAFFIC_ROUTING[0], TRAFFIC_ROUTING[1])
+        namespace = args.namespace or cluster.default_namespace
+        for name in args.names:
+            body = cluster.get(resource, namespace, name)
+            if body is None:
+                raise GraylaneError(f"TrafficRouting {name} not found in namespace {namespace}")
+            documents.append(Document(body, f"cluster {namespace}/trafficrouting/{name}", 1))
+    rows = Applier(cluster).status(targets_of(routing_plans(documents, args.step), cluster, args.namespace))
+    if args.output == "json":
+        sys.stdout.write(dump_json(rows))
+    elif args.output == "yaml":
+        sys.stdout.write(dump_yaml(rows))
+    else:
+        sys.stdout.write(status_text(rows))
+    return 0 if all(row.get("found") and "error" not in row for row in rows) else 1
+
+
+def status_text(rows: list[dict]) -> str:
+    lines = []
+    for row in rows:
+        lines.append(f"{row['object']} (namespace {row['namespace']}, routed by {row['routing']})")
+        if "error" in row:
+            lines.append(f"  error:           {row['error']}")
+        elif not row.get("found"):
+            lines.append("  not found")
+        else:
+            lines.append(f"  original stored: {'yes' if row['originalStored'] else 'no'}")
+            if "canaryWeight" in row:
+                weight = row["canaryWeight"]
+                lines.append(f"  canary weight:   {weight if weight is not None else '-'}")
+                lines.append(f"  matches:         {_matches_text(row['matches'])}")
+            if "graySubset" in row:
+                subset = row["graySubset"]
+                labels = ", ".join(f"{k}={v}" for k, v in ((subset or {}).get("labels") or {}).items())
+                lines.append(f"  gray subset:     {subset['name'] + ' (' + labels + ')' if subset else '-'}")
+    return "\n".join(lines) + "\n"
+
+
+def _matches_text(matches: list) -> str:
+    if not matches:
+        return "-"
+    parts = []
+    for match in matches:
+        conditions = []
+        for what in ("headers", "queryParams"):
+            for name, condition in (match.get(what) or {}).items():
+                kind, value = next(iter(condition.items())) if isinstance(condition, dict) and condition \
+                    else ("?", condition)
+                conditions.append(f"{'header' if what == 'headers' else 'query'} {name} {kind} {value!r}")
+        if match.get("uri"):
+            kind, value = next(iter(match["uri"].items()))
+            conditions.append(f"uri {kind} {value!r}")
+        parts.append(" and ".join(conditions) or str(match))
+    return "; ".join(parts)
