@@ -12,6 +12,10 @@ from .errors import GraylaneError
 COMMAND_MODULES = [
     "engine.cmd_render",
     "engine.cmd_test",
+    "engine.cmd_cluster",  # after cmd_render: adds the cluster mode to its restore command
+    "engine.cmd_validate",
+    "engine.cmd_new",
+    "engine.cmd_plan",
 ]
 
 

@@ -69,8 +69,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         cluster_options(restore_parser)
         restore_parser.set_defaults(handler=run_restore)
 
-    from .cluster import controller_cli
-    controller_cli.register(subparsers, cluster_options)
+    controller_parser = subparsers.add_parser(
+        "controller", help="run the TrafficRouting controller (watch, reconcile, restore on delete)",
+        description="Watch rollouts.kruise.io/v1alpha1 TrafficRoutings and keep the objects they reference in the "
+                    "state their spec.strategy asks for: apply on create/update, re-assert after manual edits "
+                    "(rate limited), restore on delete (finalizer graylane.io/restore). Reports "
+                    "status.observedGeneration/phase/message. Stops cleanly on SIGTERM.")
+    controller_parser.add_argument("-A", "--all-namespaces", action="store_true",
+                                   help="watch every namespace (default: --namespace or the context's)")
+    controller_parser.add_argument("-l", "--selector", metavar="SELECTOR",
+                                   help="only TrafficRoutings matching this label selector (to run beside Kruise)")
+    controller_parser.add_argument("--scripts-configmap", metavar="[NS/]NAME",
+                                   help="ConfigMap with Kruise keys lua.traffic.routing.<Kind>.<group>, read at "
+                                        "start and reloaded when it changes (default namespace: the controller's)")
+    controller_parser.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True,
+                                   help="hold a coordination.k8s.io Lease so only one replica reconciles "
+                                        "(default: on)")
+    controller_parser.add_argument("--lease-name", default="graylane-controller", metavar="NAME")
+    controller_parser.add_argument("--lease-namespace", metavar="NS",
+                                   help="namespace of the Lease (default: the controller's namespace)")
+    controller_parser.add_argument("--lease-duration", type=int, default=15, metavar="SECONDS")
+    controller_parser.add_argument("--identity", metavar="ID", help="leader election identity (default: host name "
+                                                                    "and a random suffix)")
+    controller_parser.add_argument("--workers", type=int, default=4, metavar="N",
+                                   help="TrafficRoutings reconciled in parallel (default 4)")
+    controller_parser.add_argument("--drift-interval", type=float, default=5.0, metavar="SECONDS",
+                                   help="at most one drift-triggered re-assert per TrafficRouting per interval "
+                                        "(default 5)")
+    controller_parser.add_argument("--resync", type=float, default=300.0, metavar="SECONDS",
+                                   help="re-list and re-check everything this often (default 300)")
+    cluster_options(controller_parser)
+    script_options(controller_parser)
+    controller_parser.set_defaults(handler=run_controller)
+
+
+def run_controller(args: argparse.Namespace) -> int:
+    from .cluster.controller import run
+    return run(args)
 
 
 def connect(args: argparse.Namespace):
@@ -139,7 +174,7 @@ def run_restore(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     from .cluster.apply import Applier, targets_of
-    from .cluster.controller import TRAFFIC_ROUTING
+    from .cluster.client import TRAFFIC_ROUTING
     if not args.names and not args.filename:
         raise InvalidInputError("give TrafficRouting names or -f FILE")
     documents = _routing_documents(inputs.read_documents(args.filename), "status") if args.filename else []

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Optional
 
 from . import inputs
 from .cli import script_options
-from .documents import dump_json, dump_yaml
+from .documents import Document, dump_json, dump_yaml
 from .errors import InvalidInputError
 from .render import Engine, render, restore
 from .sandbox import stderr_printer
@@ -62,8 +63,11 @@ def output_check(args: argparse.Namespace):
     return check_rendered
 
 
-def run_restore(args: argparse.Namespace) -> int:
-    documents = inputs.read_documents(args.filename)
+def run_restore(args: argparse.Namespace, documents: Optional[list[Document]] = None) -> int:
+    """Offline restore. engine/cmd_cluster.py adds --cluster to this command and dispatches here (passing the
+    documents it already read) unless the inputs hold only TrafficRoutings/Rollouts."""
+    if documents is None:
+        documents = inputs.read_documents(args.filename)
     restored, untouched = restore(documents)
     if not restored:
         raise InvalidInputError("no input object carries rollouts.kruise.io/original-spec-configuration; "

@@ -25,6 +25,7 @@ from ..errors import ClusterError, InvalidInputError
 
 FIELD_MANAGER = "graylane"
 REQUEST_TIMEOUT = (10, 60)  # connect, read (seconds)
+TRAFFIC_ROUTING = ("rollouts.kruise.io/v1alpha1", "TrafficRouting")
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 

@@ -1,0 +1,179 @@
+"""Analyzers for Kruise TrafficRoutings and Rollouts: weights, matches (GL01xx) and references (GL03xx)."""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator, Optional
+
+from .analyzers import (KRUISE, Finding, as_list, as_map, find_objects, finding, is_int, is_kind, join,
+                        re2_error)
+from .analyzers_istio import destinations, is_destination_rule, is_virtual_service
+from .documents import Document
+from .hosts import service_key
+from .strategy import HEADER_TYPES, MAX_MATCHES, PATH_TYPES
+
+_PERCENT = re.compile(r"^\s*(\d+)\s*%\s*$")
+
+
+def is_traffic_routing(document: Document) -> bool:
+    return is_kind(document, KRUISE, "TrafficRouting")
+
+
+def is_rollout(document: Document) -> bool:
+    return is_kind(document, KRUISE, "Rollout")
+
+
+def analyze_document(document: Document) -> list[Finding]:
+    findings: list[Finding] = []
+    spec = as_map(document.body.get("spec"))
+    if is_traffic_routing(document):
+        strategy = as_map(spec.get("strategy"))
+        if "weight" in strategy:
+            findings.extend(_weight(document, strategy["weight"], "spec.strategy.weight"))
+        findings.extend(kruise_matches(document, strategy.get("matches"), "spec.strategy.matches"))
+    elif is_rollout(document):
+        canary = as_map(as_map(spec.get("strategy")).get("canary"))
+        for index, step in enumerate(as_list(canary.get("steps"))):
+            step = as_map(step)
+            path = f"spec.strategy.canary.steps[{index}]"
+            if "traffic" in step:
+                findings.extend(_traffic(document, step["traffic"], f"{path}.traffic"))
+            if "weight" in step:
+                findings.extend(_weight(document, step["weight"], f"{path}.weight"))
+            findings.extend(kruise_matches(document, step.get("matches"), f"{path}.matches"))
+    return findings
+
+
+def _weight(document: Document, value: Any, path: str) -> Iterator[Finding]:
+    if value is not None and (not is_int(value) or not 0 <= value <= 100):
+        yield finding("GL0102", document, path, f"weight must be an integer from 0 to 100, got {value!r}")
+
+
+def _traffic(document: Document, value: Any, path: str) -> Iterator[Finding]:
+    if value is None or (is_int(value) and 0 <= value <= 100):
+        return
+    match = _PERCENT.match(value) if isinstance(value, str) else None
+    if not match or int(match.group(1)) > 100:
+        yield finding("GL0102", document, path, f'traffic must be a percentage from "0%" to "100%", got {value!r}')
+
+
+def kruise_matches(document: Document, matches: Any, path: str) -> list[Finding]:
+    """GL0104 (>16), GL0103 (type enum), GL0105 (header case), GL0106 (RE2) for Kruise HttpRouteMatches."""
+    findings: list[Finding] = []
+    matches = as_list(matches)
+    if len(matches) > MAX_MATCHES:
+        findings.append(finding("GL0104", document, path,
+                                f"{len(matches)} matches; Kruise allows at most {MAX_MATCHES}"))
+    for index, match in enumerate(matches):
+        match = as_map(match)
+        match_path = f"{path}[{index}]"
+        for field, allowed in (("headers", HEADER_TYPES), ("queryParams", HEADER_TYPES)):
+            items = as_list(match.get(field))
+            field_path = join(match_path, field)
+            if len(items) > MAX_MATCHES:
+                findings.append(finding("GL0104", document, field_path,
+                                        f"{len(items)} {field} in one match; Kruise allows at most {MAX_MATCHES}"))
+            for position, item in enumerate(items):
+                item = as_map(item)
+                item_path = f"{field_path}[{position}]"
+                name = item.get("name")
+                if field == "headers" and isinstance(name, str) and name != name.lower():
+                    findings.append(finding("GL0105", document, f"{item_path}.name",
+                                            f"header name {name!r} is not lowercase; write {name.lower()!r}"))
+                findings.extend(_typed_value(document, item, item_path, allowed, "Exact"))
+        if "path" in match:
+            findings.extend(_typed_value(document, as_map(match["path"]), f"{match_path}.path", PATH_TYPES,
+                                         "PathPrefix"))
+    return findings
+
+
+def _typed_value(document: Document, item: dict, path: str, allowed: tuple, default: str) -> Iterator[Finding]:
+    match_type = item.get("type", default)
+    if match_type not in allowed:
+        yield finding("GL0103", document, f"{path}.type",
+                      f"match type {match_type!r} is not one of {', '.join(allowed)}")
+    elif match_type == "RegularExpression" and isinstance(item.get("value"), str):
+        reason = re2_error(item["value"])
+        if reason:
+            yield finding("GL0106", document, f"{path}.value", f"{item['value']!r} is not valid RE2: {reason}")
+
+
+# ----------------------------------------------------------------------------------------- references
+
+def routing_targets(document: Document) -> list[tuple[str, dict]]:
+    """(path, objectRef/trafficRoutings entry) of a TrafficRouting or Rollout."""
+    spec = as_map(document.body.get("spec"))
+    if is_traffic_routing(document):
+        base, refs = "spec.objectRef", spec.get("objectRef")
+    elif is_rollout(document):
+        base = "spec.strategy.canary.trafficRoutings"
+        refs = as_map(as_map(spec.get("strategy")).get("canary")).get("trafficRoutings")
+    else:
+        return []
+    return [(f"{base}[{i}]", ref) for i, ref in enumerate(as_list(refs)) if isinstance(ref, dict)]
+
+
+def _near_misses(documents: list[Document], kind: str, name: str) -> str:
+    others = [d for d in documents if d.kind == kind and d.name == name]
+    if not others:
+        return ""
+    shown = "; ".join(f"{d.api_version} in namespace {d.namespace or '(none)'} ({d.source} document {d.index})"
+                      for d in others[:3])
+    return f" (found {kind}/{name} as {shown})"
+
+
+def _service_matches(service: str, service_namespace: Optional[str], host: str,
+                     host_namespace: Optional[str]) -> bool:
+    name, namespace = service_key(service, service_namespace)
+    host_name, resolved = service_key(host, host_namespace)
+    return name == host_name and (namespace is None or resolved is None or namespace == resolved)
+
+
+def analyze_references(documents: list[Document]) -> list[Finding]:
+    """GL0301 missing network objects; GL0302 service not routed by the VirtualService; GL0303 DR host."""
+    findings: list[Finding] = []
+    candidates = [d for d in documents if not (is_traffic_routing(d) or is_rollout(d))]
+    for document in documents:
+        namespace = document.namespace
+        for target_path, target in routing_targets(document):
+            service = target.get("service")
+            for index, ref in enumerate(as_list(target.get("customNetworkRefs"))):
+                ref = as_map(ref)
+                api_version, kind, name = ref.get("apiVersion"), ref.get("kind"), ref.get("name")
+                if not all(isinstance(v, str) and v for v in (api_version, kind, name)):
+                    continue
+                ref_path = f"{target_path}.customNetworkRefs[{index}]"
+                found = find_objects(candidates, api_version, kind, name, namespace)
+                if not found:
+                    findings.append(finding("GL0301", document, ref_path,
+                                            f"{kind}/{name} ({api_version}) is not among the inputs"
+                                            + _near_misses(candidates, kind, name)))
+                    continue
+                if not isinstance(service, str) or not service:
+                    continue
+                target_object = found[0]
+                object_namespace = target_object.namespace or namespace
+                if is_virtual_service(target_object):
+                    hosts = [str(d.get("host")) for p, d in destinations(as_map(target_object.body.get("spec")))
+                             if ".route[" in p and isinstance(d.get("host"), str)]
+                    if not any(_service_matches(service, namespace or object_namespace, h, object_namespace)
+                               for h in hosts):
+                        findings.append(finding(
+                            "GL0302", document, f"{target_path}.service",
+                            f"service {service} is not a destination host of {kind}/{name}, so no rule there "
+                            "routes it; destination hosts: " + (", ".join(dict.fromkeys(hosts)) or "none")))
+                elif is_destination_rule(target_object):
+                    host = as_map(target_object.body.get("spec")).get("host")
+                    if isinstance(host, str) and not _service_matches(service, namespace or object_namespace, host,
+                                                                      object_namespace):
+                        findings.append(finding(
+                            "GL0303", document, ref_path,
+                            f"{kind}/{name} is for host {host}, not service {service}; its canary subset does not "
+                            "apply to the service"))
+            ingress = target.get("ingress")
+            if isinstance(ingress, dict) and isinstance(ingress.get("name"), str) and ingress["name"]:
+                if not find_objects(candidates, "networking.k8s.io/v1", "Ingress", ingress["name"], namespace):
+                    findings.append(finding("GL0301", document, f"{target_path}.ingress.name",
+                                            f"Ingress/{ingress['name']} (networking.k8s.io/v1) is not among the "
+                                            "inputs" + _near_misses(candidates, "Ingress", ingress["name"])))
+    return findings
+

@@ -1,0 +1,74 @@
+"""``graylane validate`` (JSON Schemas + analyzers) and ``graylane schema`` (print a JSON Schema)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import inputs
+from .analyzers import CODES
+from .errors import InvalidInputError
+from .validate import has_errors, validate_documents
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    codes = "; ".join(f"{c.code} {c.name}" for c in CODES.values())
+    parser = subparsers.add_parser(
+        "validate", help="check TrafficRoutings, Rollouts and Istio objects (JSON Schemas + analyzers)",
+        description="Check every document against the JSON Schema of its kind (TrafficRouting, Rollout, "
+                    "VirtualService, DestinationRule, EnvoyFilter, Gateway) and run the analyzers. Prints one line "
+                    "per finding: SEVERITY CODE source#document path: message. Exit status 0 when clean, 1 when "
+                    "there are errors (warnings too with --strict).",
+        epilog=f"codes: {codes}")
+    parser.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
+                        help="file, directory or - (stdin); repeatable")
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text",
+                        help="text (default): one line per finding; json: a list of findings")
+    parser.add_argument("--strict", action="store_true", help="warnings fail too (exit 1)")
+    parser.add_argument("--ignore", action="append", default=[], metavar="CODE",
+                        help="leave out findings with this code (repeatable, or comma-separated)")
+    parser.set_defaults(handler=run_validate)
+
+    if "schema" not in subparsers.choices:
+        schema_parser = subparsers.add_parser(
+            "schema", help="print a JSON Schema (for editors: yaml-language-server, VS Code)",
+            description="Print the JSON Schema NAME; without NAME, list the schemas and the kinds they cover.")
+        schema_parser.add_argument("name", nargs="?", metavar="NAME")
+        schema_parser.set_defaults(handler=run_schema)
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    ignore = [code.strip() for item in args.ignore for code in item.split(",") if code.strip()]
+    unknown = [code for code in ignore if code.upper() not in CODES]
+    if unknown:
+        raise InvalidInputError(f"--ignore: unknown code(s) {', '.join(unknown)}; known: {', '.join(CODES)}")
+    documents = inputs.read_documents(args.filename)
+    findings = validate_documents(documents, ignore)
+    failed = has_errors(findings, args.strict)
+    if args.output == "json":
+        sys.stdout.write(json.dumps([f.to_dict() for f in findings], indent=2, ensure_ascii=False) + "\n")
+    else:
+        if findings:
+            sys.stdout.write("".join(f.line() + "\n" for f in findings))
+        errors = sum(1 for f in findings if f.severity == "error")
+        warnings = len(findings) - errors
+        summary = (f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}"
+                   if findings else "no problems found")
+        print(f"{summary} in {len(documents)} document{'s' if len(documents) != 1 else ''}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run_schema(args: argparse.Namespace) -> int:
+    from .schemas import SCHEMA_NAMES, SCHEMAS_BY_API_VERSION_KIND, load_schema
+
+    if not args.name:
+        covered: dict[str, list[str]] = {}
+        for (api_version, kind), name in SCHEMAS_BY_API_VERSION_KIND.items():
+            covered.setdefault(name, []).append(f"{api_version} {kind}")
+        width = max(len(n) for n in SCHEMA_NAMES)
+        sys.stdout.write("".join(f"{name:<{width}}  {', '.join(covered.get(name, []))}\n" for name in SCHEMA_NAMES))
+        return 0
+    if args.name not in SCHEMA_NAMES:
+        raise InvalidInputError(f"unknown schema {args.name!r}; known: {', '.join(SCHEMA_NAMES)}")
+    sys.stdout.write(json.dumps(load_schema(args.name), indent=2, ensure_ascii=False) + "\n")
+    return 0
