@@ -90,7 +90,7 @@ def _string_match(document: Document, value: Any, path: str, header: Optional[st
     if isinstance(regex, str):
         reason = re2_error(regex)
         if reason:
-            yield finding("GL0106", document, join(path, "regex"), f"{regex!r} is not valid RE2: {reason}")
+            yield finding("GL0106", document, join(path, "regex"), f'"{regex}" is not valid RE2: {reason}')
 
 
 def string_matches(document: Document, spec: dict) -> list[Finding]:
@@ -114,7 +114,7 @@ def string_matches(document: Document, spec: dict) -> list[Finding]:
             reason = re2_error(regex_rewrite["match"])
             if reason:
                 findings.append(finding("GL0106", document, f"{rule_path}.rewrite.uriRegexRewrite.match",
-                                        f"{regex_rewrite['match']!r} is not valid RE2: {reason}"))
+                                        f'"{regex_rewrite["match"]}" is not valid RE2: {reason}'))
         for position, origin in enumerate(as_list(as_map(rule.get("corsPolicy")).get("allowOrigins"))):
             findings.extend(_string_match(document, origin, f"{rule_path}.corsPolicy.allowOrigins[{position}]"))
     return findings

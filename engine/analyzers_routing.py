@@ -94,7 +94,7 @@ def _typed_value(document: Document, item: dict, path: str, allowed: tuple, defa
     elif match_type == "RegularExpression" and isinstance(item.get("value"), str):
         reason = re2_error(item["value"])
         if reason:
-            yield finding("GL0106", document, f"{path}.value", f"{item['value']!r} is not valid RE2: {reason}")
+            yield finding("GL0106", document, f"{path}.value", f'"{item["value"]}" is not valid RE2: {reason}')
 
 
 # ----------------------------------------------------------------------------------------- references
