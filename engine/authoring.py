@@ -4,6 +4,7 @@ Everything here returns plain dicts (ready for dump_yaml) or raises InvalidInput
 """
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from typing import Optional
@@ -184,6 +185,7 @@ def _metadata(name: str, ns: Optional[str]) -> dict:
 def traffic_routing(name: str, service: str, refs: list[str], matches: list[dict], weight: Optional[int] = None,
                     modifier: Optional[dict] = None, ns: Optional[str] = None) -> dict:
     """A rollouts.kruise.io/v1alpha1 TrafficRouting."""
+    metadata, target = _metadata(name, ns), _routing_ref(service, refs)
     if weight is None and not matches:
         raise InvalidInputError("the strategy needs --weight N or a match (--header, --header-regex, --query, "
                                 "--path-prefix)")
@@ -194,8 +196,8 @@ def traffic_routing(name: str, service: str, refs: list[str], matches: list[dict
         strategy["matches"] = matches
     if modifier:
         strategy["requestHeaderModifier"] = modifier
-    return {"apiVersion": "rollouts.kruise.io/v1alpha1", "kind": "TrafficRouting", "metadata": _metadata(name, ns),
-            "spec": {"objectRef": [_routing_ref(service, refs)], "strategy": strategy}}
+    return {"apiVersion": "rollouts.kruise.io/v1alpha1", "kind": "TrafficRouting", "metadata": metadata,
+            "spec": {"objectRef": [target], "strategy": strategy}}
 
 
 def parse_percentages(text: str, flag: str, allow_count: bool = False) -> list:
@@ -233,9 +235,9 @@ def canary_strategy(service: str, refs: list[str], steps: str, matches: list[dic
     for index, (percent, count) in enumerate(zip(traffic, counts)):
         step: dict = {"traffic": percent}
         if matches:
-            step["matches"] = matches
+            step["matches"] = copy.deepcopy(matches)  # no shared objects: YAML would print anchors
         if modifier:
-            step["requestHeaderModifier"] = modifier
+            step["requestHeaderModifier"] = copy.deepcopy(modifier)
         step["replicas"] = count
         if index < len(traffic) - 1:
             step["pause"] = {} if pause_seconds is None else {"duration": pause_seconds}

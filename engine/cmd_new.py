@@ -1,5 +1,104 @@
-"""placeholder; being written."""
+"""``graylane new trafficrouting`` and ``graylane new rollout-steps``: write the YAML for you."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import authoring
+from .documents import dump_json, dump_yaml
 
 
-def register(subparsers):
-    pass
+def _match_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("matches (ANDed into one match; --or makes each its own match)")
+    group.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
+                       help="header equals VALUE (the name is lower-cased)")
+    group.add_argument("--header-regex", action="append", default=[], metavar="NAME=REGEX",
+                       help="header matches the RE2 REGEX")
+    group.add_argument("--query", action="append", default=[], metavar="NAME=VALUE", help="query parameter equals VALUE")
+    group.add_argument("--query-regex", action="append", default=[], metavar="NAME=REGEX",
+                       help="query parameter matches the RE2 REGEX")
+    group.add_argument("--path-prefix", action="append", default=[], metavar="/PATH", help="path starts with /PATH")
+    group.add_argument("--or", dest="any_of", action="store_true",
+                       help="any condition sends a request to the canary (one match per condition)")
+    modifier = parser.add_argument_group("request headers of canary requests (requestHeaderModifier)")
+    modifier.add_argument("--set-header", action="append", default=[], metavar="NAME=VALUE")
+    modifier.add_argument("--add-header", action="append", default=[], metavar="NAME=VALUE")
+    modifier.add_argument("--remove-header", action="append", default=[], metavar="NAME")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--service", required=True, metavar="SVC", help="the stable Service")
+    parser.add_argument("--ref", action="append", default=[], metavar="KIND/NAME",
+                        help="network object to route, e.g. VirtualService/reviews, DestinationRule/reviews or "
+                             "networking.istio.io/v1/VirtualService/reviews (repeatable)")
+    parser.add_argument("-n", "--namespace", metavar="NS")
+    parser.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("new", help="print a new TrafficRouting or Rollout canary steps",
+                                   description="Write a Kruise TrafficRouting or Rollout traffic steps from flags; "
+                                               "the output passes graylane validate and graylane render.")
+    kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
+
+    routing = kinds.add_parser("trafficrouting", help="a rollouts.kruise.io/v1alpha1 TrafficRouting",
+                               description="Print a TrafficRouting NAME that sends matching requests (and/or --weight "
+                                           "percent) of SVC to its canary through the --ref objects.")
+    routing.add_argument("name", metavar="NAME")
+    _common(routing)
+    routing.add_argument("--weight", type=int, metavar="N", help="percent of traffic for the canary (0-100)")
+    _match_options(routing)
+    routing.set_defaults(handler=run_new_trafficrouting)
+
+    steps = kinds.add_parser("rollout-steps", help="v1beta1 Rollout canary steps (spec.strategy.canary)",
+                             description="Print the spec.strategy.canary of a rollouts.kruise.io/v1beta1 Rollout "
+                                         "with one step per --steps percentage, or a whole Rollout with --workload.")
+    _common(steps)
+    steps.add_argument("--steps", required=True, metavar="P1,P2,...", help="traffic per step, e.g. 5%%,20%%,50%%")
+    steps.add_argument("--replicas", metavar="R1,R2,...",
+                       help="canary replicas per step: counts or percentages (default: the step's traffic)")
+    steps.add_argument("--pause", type=int, metavar="SECONDS",
+                       help="wait SECONDS between steps (default: wait for manual approval)")
+    steps.add_argument("--workload", metavar="KIND/NAME",
+                       help="print a whole Rollout for this workload, e.g. Deployment/reviews")
+    steps.add_argument("--name", metavar="NAME", help="the Rollout's name (default: the workload's)")
+    steps.add_argument("--no-canary-service", action="store_true",
+                       help="route to a subset of the stable service (disableGenerateCanaryService)")
+    _match_options(steps)
+    steps.set_defaults(handler=run_new_rollout_steps)
+
+
+def _matches(args: argparse.Namespace) -> list[dict]:
+    return authoring.build_matches(authoring.MatchOptions(args.header, args.header_regex, args.query,
+                                                          args.query_regex, args.path_prefix, args.any_of))
+
+
+def _modifier(args: argparse.Namespace):
+    return authoring.header_modifier(args.set_header, args.add_header, args.remove_header)
+
+
+def _emit(obj: dict, output: str, comment: str = "") -> None:
+    text = dump_json([obj]) if output == "json" else comment + dump_yaml([obj])
+    sys.stdout.write(text)
+
+
+def run_new_trafficrouting(args: argparse.Namespace) -> int:
+    obj = authoring.traffic_routing(args.name, args.service, args.ref, _matches(args), args.weight, _modifier(args),
+                                    args.namespace)
+    _emit(obj, args.output)
+    return 0
+
+
+def run_new_rollout_steps(args: argparse.Namespace) -> int:
+    workload_kind = args.workload.split("/")[-2] if args.workload and "/" in args.workload else None
+    canary = authoring.canary_strategy(args.service, args.ref, args.steps, _matches(args), _modifier(args),
+                                       args.replicas, args.pause, extra_workload=workload_kind in (None, "Deployment"),
+                                       canary_service=not args.no_canary_service)
+    if args.workload:
+        name = args.name or args.workload.split("/")[-1]
+        _emit(authoring.rollout(name, args.workload, canary, args.namespace), args.output)
+    else:
+        authoring.namespace(args.namespace)
+        _emit({"canary": canary}, args.output,
+              "# spec.strategy.canary of a rollouts.kruise.io/v1beta1 Rollout (paste under spec.strategy)\n")
+    return 0

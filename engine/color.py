@@ -303,7 +303,7 @@ def lane_bucket(value: str, salt: str) -> int:
     digest = 0
     for byte in f"{salt}:{value}".encode("utf-8"):
         digest = (digest * 131 + byte) % HASH_MODULUS
-    return digest % BUCKETS
+    return (digest * 48271) % HASH_MODULUS % BUCKETS
 
 
 def in_percentage(value: Optional[str], percent: float, salt: str) -> bool:
@@ -362,7 +362,8 @@ local function in_percentage(value, threshold)
   for i = 1, #text do
     digest = (digest * 131 + string.byte(text, i)) % 2147483647
   end
-  return digest % 10000 < threshold
+  -- One multiplicative mixing step spreads similar values (user1, user2, ...) over the buckets.
+  return (digest * 48271) % 2147483647 % 10000 < threshold
 end
 """,
 }

@@ -336,27 +336,29 @@ local function where(level)
 end
 
 -- memory_kb: checked in the hook where the allocator cannot enforce a limit (64-bit LuaJIT).
+local deadline, memory_limit_kb, stopped_at
+local function hook()
+  if killed or clock() > deadline then
+    stopped_at = stopped_at or where(3)
+    killed = killed or TIMEOUT
+    error(killed, 0)
+  end
+  if memory_limit_kb and collectgarbage('count') > memory_limit_kb then
+    stopped_at = stopped_at or where(3)
+    killed = 'not enough memory'
+    error(killed, 0)
+  end
+end
+
 local function run(fn, tokens, timeout, interval, printer, memory_kb)
   local obj = from_tokens(tokens)
   local env = setmetatable({obj = obj, print = printer}, ENV_META)
   env._G = env
   current_env = env
   setfenv(fn, env)
-  killed = nil
-  local deadline = clock() + timeout
-  local stopped_at
-  sethook(function()
-    if killed or clock() > deadline then
-      stopped_at = stopped_at or where(3)
-      killed = killed or TIMEOUT
-      error(killed, 0)
-    end
-    if memory_kb and collectgarbage('count') > memory_kb then
-      stopped_at = stopped_at or where(3)
-      killed = 'not enough memory'
-      error(killed, 0)
-    end
-  end, '', interval)
+  killed, stopped_at, memory_limit_kb = nil, nil, memory_kb
+  deadline = clock() + timeout
+  sethook(hook, '', interval)
   local ok, result = pcall(fn)
   sethook()
   current_env = nil

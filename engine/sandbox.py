@@ -84,6 +84,9 @@ class LuaSandbox:
         for name in ("python", "package", "require", "io", "os", "debug", "dofile", "loadfile", "module"):
             lua_globals[name] = None
         self._compiled: dict[tuple[str, str], _Compiled] = {}
+        self._printed: list[str] = []
+        self._printer: Optional[Callable[[str], None]] = None
+        self._lua_print = self._print  # one Python callable handed to Lua, not one per run
 
     def compile(self, script: Script) -> _Compiled:
         cache_key = (script.origin, script.source)
@@ -99,17 +102,11 @@ class LuaSandbox:
     def run(self, script: Script, obj: Any, printer: Optional[Callable[[str], None]] = None) -> RunResult:
         """Run ``script`` with global ``obj``; returns the script's table as plain Python data."""
         compiled = self.compile(script)
-        printed: list[str] = []
-
-        def lua_print(*args: Any) -> None:
-            line = "\t".join(_lua_tostring(a) for a in args)
-            printed.append(line)
-            if printer:
-                printer(line)
-
         tokens = to_tokens(obj)
         exact_memory = self.runtime_name == "lua51"
         with self._lock:
+            printed = self._printed = []
+            self._printer = printer
             runtime = self._runtime
             if exact_memory:
                 runtime.set_max_memory(runtime.get_memory_used() + self.max_memory, total=True)
@@ -117,7 +114,7 @@ class LuaSandbox:
                 runtime.eval("collectgarbage('count')") + self.max_memory / 1024)
             try:
                 ok, detail, line, message = self._run(compiled.function, runtime.table_from(tokens),
-                                                       self.timeout, HOOK_INTERVAL, lua_print, memory_kb)
+                                                       self.timeout, HOOK_INTERVAL, self._lua_print, memory_kb)
             except self._lua.LuaError as exc:  # raised by lupa itself, e.g. memory error while converting
                 ok, detail, line, message = False, "memory", None, str(exc)
             except MemoryError as exc:
@@ -141,6 +138,13 @@ class LuaSandbox:
         if detail == "output":
             raise ScriptError(script.origin, f"output: {message}", None, "output")
         raise _script_error(script, message, "error")
+
+    def _print(self, *args: Any) -> None:
+        """print() inside a script: collected for the caller, never written to stdout."""
+        line = "\t".join(_lua_tostring(a) for a in args)
+        self._printed.append(line)
+        if self._printer:
+            self._printer(line)
 
 
 def _script_error(script: Script, message: str, reason: str) -> ScriptError:

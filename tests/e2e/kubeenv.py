@@ -81,9 +81,8 @@ def free_port() -> int:
 
 def _die_with_parent() -> None:
     """preexec_fn: SIGKILL the child if the test process dies, so no servers leak."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(
-        1, signal.SIGKILL
-    )  # PR_SET_PDEATHSIG
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 @dataclass
@@ -207,24 +206,32 @@ def _wait_http(
 
 
 def _write_sa_keys(certs: Path) -> tuple[Path, Path]:
-    """RSA key pair for signing/verifying service-account tokens."""
-    key, pub = certs / "sa.key", certs / "sa.pub"
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    """RSA key pair for signing/verifying service-account tokens.
 
+    Uses `cryptography` when installed (it is not a graylane dependency), else the openssl CLI.
+    """
+    key, pub = certs / "sa.key", certs / "sa.pub"
+    try:
+        from cryptography.hazmat.primitives import serialization as ser
+        from cryptography.hazmat.primitives.asymmetric import rsa
+    except ImportError:
+        if not shutil.which("openssl"):
+            raise KubeEnvError(
+                "need the `cryptography` package or the openssl CLI"
+            ) from None
+        for argv in (
+            ["genrsa", "-out", key, "2048"],
+            ["rsa", "-in", key, "-pubout", "-out", pub],
+        ):
+            subprocess.run(
+                ["openssl", *map(str, argv)], check=True, capture_output=True
+            )
+        return key, pub
     k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    key.write_bytes(
-        k.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    pub.write_bytes(
-        k.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    pem, pkcs8 = ser.Encoding.PEM, ser.PrivateFormat.PKCS8
+    key.write_bytes(k.private_bytes(pem, pkcs8, ser.NoEncryption()))
+    spki = ser.PublicFormat.SubjectPublicKeyInfo
+    pub.write_bytes(k.public_key().public_bytes(pem, spki))
     return key, pub
 
 
@@ -378,9 +385,16 @@ def start(
         _write_kubeconfig(env.kubeconfig, server, ca, token)
         if crd_dir is not None:
             install_crds(env, crd_dir)
-    except BaseException:
-        env.stop(remove=False)  # keep the logs for the post-mortem quoted in the error
-        raise
+    except BaseException as exc:
+        env.stop(remove=False)
+        if isinstance(exc, KubeEnvError) or not isinstance(exc, Exception):
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise  # KubeEnvError already quotes the relevant log; Ctrl-C stays Ctrl-C
+        tails = "\n".join(
+            f"--- {f.name}:\n{_tail(f, 20)}" for f in sorted(workdir.glob("*.log"))
+        )
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise KubeEnvError(f"start-up failed: {exc!r}\n{tails}") from exc
     env.startup_seconds = round(time.monotonic() - t0, 2)
     return env
 

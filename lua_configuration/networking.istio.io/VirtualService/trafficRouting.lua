@@ -29,13 +29,22 @@ end
 
 -- "reviews", "reviews.bookinfo", "reviews.bookinfo.svc.cluster.local" all name service reviews;
 -- a namespace only has to agree when both sides give one.
-local function sameService(host, service)
-  if type(host) ~= "string" or type(service) ~= "string" then return false end
+local sameServiceCache = {}
+local function sameServiceUncached(host, service)
   local hostName, hostRest = host:match("^([^.]+)%.?(.*)$")
   local serviceName, serviceRest = service:match("^([^.]+)%.?(.*)$")
   if hostName == nil or hostName ~= serviceName then return false end
   local hostNamespace, serviceNamespace = hostRest:match("^([^.]+)"), serviceRest:match("^([^.]+)")
   return hostNamespace == nil or serviceNamespace == nil or hostNamespace == serviceNamespace
+end
+
+local function sameService(host, service)
+  if type(host) ~= "string" or type(service) ~= "string" then return false end
+  local byService = sameServiceCache[service]
+  if byService == nil then byService = {}; sameServiceCache[service] = byService end
+  local same = byService[host]
+  if same == nil then same = sameServiceUncached(host, service); byService[host] = same end
+  return same
 end
 
 -- The canary host written in the same form as the stable host it stands beside.
