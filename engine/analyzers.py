@@ -80,7 +80,7 @@ class Finding:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["name"] = CODES[self.code].name if self.code in CODES else ""
+        data["check"] = CODES[self.code].name if self.code in CODES else ""
         return data
 
 

@@ -1,5 +1,134 @@
-"""placeholder; being written."""
+"""``graylane plan`` (every step: strategy, traffic split, diff) and ``graylane diff`` (kubectl-diff style)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import inputs
+from .cli import script_options
+from .cmd_render import engine_from_args, output_check
+from .documents import dump_yaml
+from .errors import InvalidInputError
+from .plan import StepPlan, colorize_diff, describe_strategy, kubectl_diff, percent, plan_steps
+from .render import render
 
 
-def register(subparsers):
-    pass
+def _color_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                        help="color the diff: auto (default) colors on a terminal unless NO_COLOR is set")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    plan_parser = subparsers.add_parser(
+        "plan", help="show what every step of a Rollout (or a TrafficRouting) does to the traffic",
+        description="Render each step of each Rollout (a TrafficRouting has one) on the input network objects and "
+                    "show the strategy, the traffic split of every route rule (percent to stable and canary, and "
+                    "which matches go to the canary) and a unified diff of each object against its original.")
+    plan_parser.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
+                             help="file, directory or - (stdin); repeatable")
+    plan_parser.add_argument("--step", type=int, metavar="N", help="only this step of each Rollout (1-based)")
+    plan_parser.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table",
+                             help="table (default), or the full objects of every step as yaml or json")
+    _color_option(plan_parser)
+    script_options(plan_parser)
+    plan_parser.set_defaults(handler=run_plan)
+
+    diff_parser = subparsers.add_parser(
+        "diff", help="show what render would change, as kubectl diff does",
+        description="Unified diff of the input network objects against what render would make of them. Exit "
+                    "status: 0 nothing would change, 1 something would, 2 error.")
+    diff_parser.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
+                             help="file, directory or - (stdin); repeatable")
+    diff_parser.add_argument("--step", type=int, metavar="N", help="Rollout step, 1-based (default 1)")
+    _color_option(diff_parser)
+    script_options(diff_parser)
+    diff_parser.set_defaults(handler=run_diff, error_exit_code=2)
+
+
+def use_color(choice: str) -> bool:
+    if choice != "auto":
+        return choice == "always"
+    if os.environ.get("NO_COLOR"):
+        return False
+    try:
+        return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):
+        return False
+
+
+def _check_step(step) -> None:
+    if step is not None and step < 1:
+        raise InvalidInputError("--step is 1-based and must be at least 1")
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    args.error_exit_code = 2
+    _check_step(args.step)
+    documents = inputs.read_documents(args.filename)
+    text = kubectl_diff(render(documents, engine_from_args(args), args.step, output_check(args)))
+    sys.stdout.write(colorize_diff(text) if use_color(args.color) else text)
+    return 1 if text else 0
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() + "\n" for row in rows)
+
+
+def _routing_title(plan: StepPlan) -> str:
+    routing = plan.routing
+    name = f"{routing.namespace}/{routing.name}" if routing.namespace else routing.name
+    steps = f", {plan.step_count} step{'s' if plan.step_count != 1 else ''}" if plan.step is not None else ""
+    return f"{routing.kind} {name} ({routing.source}#{routing.index}{steps})"
+
+
+def format_table(plans: list[StepPlan], color: bool) -> str:
+    groups: list[list[StepPlan]] = []
+    for plan in plans:
+        if groups and groups[-1][0].routing is plan.routing:
+            groups[-1].append(plan)
+        else:
+            groups.append([plan])
+    out = []
+    for group in groups:
+        show_other = any(s.other for p in group for s in p.splits)
+        rows = [["STEP", "STRATEGY", "OBJECT", "RULE", "MATCH", "STABLE", "CANARY"] + (["OTHER"] if show_other else [])]
+        for plan in group:
+            step = f"{plan.step}/{plan.step_count}" if plan.step is not None else "-"
+            strategy = describe_strategy(plan.strategy)
+            splits = plan.splits or [None]
+            for position, split in enumerate(splits):
+                first = position == 0
+                cells = [step if first else "", strategy if first else ""]
+                if split is None:
+                    cells += ["-", "-", "-", "-", "-"] + (["-"] if show_other else [])
+                else:
+                    cells += [split.object, split.rule, split.match, percent(split.stable), percent(split.canary)]
+                    if show_other:
+                        cells.append(percent(split.other))
+                rows.append(cells)
+        out.append(_routing_title(group[0]) + "\n\n" + _table(rows))
+        for plan in group:
+            heading = (f"Step {plan.step}/{plan.step_count}" if plan.step is not None else "Rendered") \
+                + f" ({describe_strategy(plan.strategy)}):\n"
+            diffs = "".join(change.diff for change in plan.changes)
+            if not diffs:
+                diffs = "(no changes)\n"
+            out.append(heading + (colorize_diff(diffs) if color else diffs))
+    return "\n".join(out)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    _check_step(args.step)
+    documents = inputs.read_documents(args.filename)
+    plans = plan_steps(documents, engine_from_args(args), output_check(args), args.step)
+    if args.output == "json":
+        text = json.dumps([p.to_dict() for p in plans], indent=2, ensure_ascii=False) + "\n"
+    elif args.output == "yaml":
+        text = dump_yaml([p.to_dict() for p in plans])
+    else:
+        text = format_table(plans, use_color(args.color))
+    sys.stdout.write(text)
+    return 0

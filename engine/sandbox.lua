@@ -89,27 +89,32 @@ end
 
 local buf, n, depth
 local encode_value
+local function sorted_keys(keys)
+  sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  return keys
+end
+
 local function encode_map(v, order, nulls)
   n = n + 1; buf[n] = '{'
-  local count = 0
+  local count, present = 0, 0
   if order then
-    local seen, extra = {}, nil
-    for _, k in ipairs(order) do
+    for i = 1, #order do
+      local k = order[i]
       local x = v[k]
-      if x == nil and nulls and nulls[k] then x = json_null end
+      if x == nil and nulls and nulls[k] then x = json_null else present = present + (x ~= nil and 1 or 0) end
       if x ~= nil then
-        seen[k] = true
         if count > 0 then n = n + 1; buf[n] = ',' end
         count = count + 1
         n = n + 1; buf[n] = key_text(k); encode_value(x)
       end
     end
-    for k in pairs(v) do
-      if not seen[k] then extra = extra or {}; extra[#extra + 1] = k end
-    end
-    if extra then
-      sort(extra, function(a, b) return tostring(a) < tostring(b) end)
-      for _, k in ipairs(extra) do
+    local total = 0
+    for _ in pairs(v) do total = total + 1 end
+    if total > present then  -- keys the script added: after the original ones, sorted
+      local known, extra = {}, {}
+      for i = 1, #order do known[order[i]] = true end
+      for k in pairs(v) do if not known[k] then extra[#extra + 1] = k end end
+      for _, k in ipairs(sorted_keys(extra)) do
         if count > 0 then n = n + 1; buf[n] = ',' end
         count = count + 1
         n = n + 1; buf[n] = key_text(k); encode_value(v[k])
@@ -122,7 +127,7 @@ local function encode_map(v, order, nulls)
     elseif k1 ~= nil then
       local keys, m = {}, 0
       for k in pairs(v) do m = m + 1; keys[m] = k end
-      sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+      sorted_keys(keys)
       for j = 1, m do
         if j > 1 then n = n + 1; buf[n] = ',' end
         n = n + 1; buf[n] = key_text(keys[j]); encode_value(v[keys[j]])
@@ -131,6 +136,9 @@ local function encode_map(v, order, nulls)
   end
   n = n + 1; buf[n] = '}'
 end
+
+local INTEGERS = {}
+for i = -1, 1024 do INTEGERS[i] = format('%d', i) end
 
 encode_value = function(v)
   local t = type(v)
