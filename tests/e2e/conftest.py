@@ -1,11 +1,15 @@
 """Fixtures for e2e tests against a real kube-apiserver (see kubeenv.py).
 
 An env that cannot be built or started FAILS the tests, never skips them: a silently
-skipped e2e suite is how regressions against the real API server slip through.
+skipped e2e suite is how regressions against the real API server slip through. The one
+exception is a machine with no Go toolchain and no cached binaries, where the README's test
+command skips them with a reason; CI sets GRAYLANE_REQUIRE_E2E=1, which turns that into a failure.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +31,12 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def kube_env() -> Iterator[kubeenv.KubeEnv]:
     """One control plane per test session, with deploy/crds installed."""
+    cache = Path(os.environ.get("GRAYLANE_CACHE", Path.home() / ".cache" / "graylane")) / "bin"
+    if shutil.which("go") is None and not any(cache.glob("kube-apiserver-*")):
+        message = "no Go toolchain to build kube-apiserver and etcd, and none cached in " + str(cache)
+        if os.environ.get("GRAYLANE_REQUIRE_E2E"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
     try:
         env = kubeenv.start()
     except Exception as exc:  # noqa: BLE001 - report any start-up failure as a test failure
@@ -42,8 +52,13 @@ def kube_namespace(kube_env: kubeenv.KubeEnv) -> Iterator[str]:
     """A fresh namespace per test. Deletion is fire-and-forget: without kube-controller-manager
     the namespace stays Terminating, which is harmless for an isolated, throwaway etcd."""
     from kubernetes import client
+    from kubernetes.client.rest import ApiException
 
     name = kube_env.create_namespace()
     yield name
     with kube_env.api_client() as api:
-        client.CoreV1Api(api).delete_namespace(name)
+        try:
+            client.CoreV1Api(api).delete_namespace(name)
+        except ApiException as exc:
+            if exc.status != 404:  # the test may have deleted it already
+                raise
