@@ -52,12 +52,15 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("GL0203", "DuplicateSubset", ERROR, "two subsets of a DestinationRule have the same name"),
     Code("GL0204", "SubsetWithoutLabels", WARNING, "a DestinationRule subset has no labels, so it selects every pod "
          "of the service (stable and canary alike)"),
-    Code("GL0301", "NetworkRefNotFound", ERROR, "a TrafficRouting/Rollout references a network object (customNetworkRefs, "
-         "ingress) that is not among the inputs"),
+    Code("GL0301", "NetworkRefNotFound", ERROR, "a TrafficRouting/Rollout references a network object "
+         "(customNetworkRefs, ingress) that is not among the inputs"),
     Code("GL0302", "ServiceNotRouted", ERROR, "a TrafficRouting/Rollout service is not a destination host of the "
          "VirtualService it references"),
     Code("GL0303", "DestinationRuleHostMismatch", WARNING, "a DestinationRule referenced by a TrafficRouting/Rollout "
          "is for another host than its service"),
+    Code("GL0304", "CanarySubsetUndefined", WARNING, "a TrafficRouting (or a Rollout with "
+         "disableGenerateCanaryService) routes to the service's subset \"canary\", but no DestinationRule of the "
+         "service is referenced or defines that subset (requests to it would fail with 503)"),
 )}
 
 

@@ -216,10 +216,9 @@ def unreachable_rules(document: Document, spec: dict) -> list[Finding]:
                                     "match and catches every request first"))
         elif not catch_all:
             shadows = []
-            for position, match in enumerate(matches):
-                shadow = next(((i, r) for i, r, ms in earlier
-                               for m in ms if isinstance(m, dict) and isinstance(match, dict) and match_covers(m, match)),
-                              None)
+            for match in matches:
+                shadow = next(((i, r) for i, r, ms in earlier for m in ms
+                               if isinstance(m, dict) and isinstance(match, dict) and match_covers(m, match)), None)
                 shadows.append(shadow)
             if shadows and all(shadows):
                 findings.append(finding("GL0107", document, f"spec.http[{index}]",

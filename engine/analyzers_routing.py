@@ -6,12 +6,13 @@ from typing import Any, Iterator, Optional
 
 from .analyzers import (KRUISE, Finding, as_list, as_map, find_objects, finding, is_int, is_kind, join,
                         re2_error)
-from .analyzers_istio import destinations, is_destination_rule, is_virtual_service
+from .analyzers_istio import destinations, is_destination_rule, is_virtual_service, rule_covers_host
 from .documents import Document
 from .hosts import service_key
 from .strategy import HEADER_TYPES, MAX_MATCHES, PATH_TYPES
 
 _PERCENT = re.compile(r"^\s*(\d+)\s*%\s*$")
+CANARY_SUBSET = "canary"  # the subset the built-in (and Kruise's) Istio scripts route to in subset mode
 
 
 def is_traffic_routing(document: Document) -> bool:
@@ -128,14 +129,24 @@ def _service_matches(service: str, service_namespace: Optional[str], host: str,
     return name == host_name and (namespace is None or resolved is None or namespace == resolved)
 
 
+def subset_level(document: Document) -> bool:
+    """Whether the canary is a subset of the stable service (TrafficRouting; Rollout without a canary Service)."""
+    if is_traffic_routing(document):
+        return True
+    canary = as_map(as_map(as_map(document.body.get("spec")).get("strategy")).get("canary"))
+    return bool(canary.get("disableGenerateCanaryService"))
+
+
 def analyze_references(documents: list[Document]) -> list[Finding]:
-    """GL0301 missing network objects; GL0302 service not routed by the VirtualService; GL0303 DR host."""
+    """GL0301 missing network objects; GL0302 service not routed by the VirtualService; GL0303 DR host;
+    GL0304 no canary subset for subset-level routing."""
     findings: list[Finding] = []
     candidates = [d for d in documents if not (is_traffic_routing(d) or is_rollout(d))]
     for document in documents:
         namespace = document.namespace
         for target_path, target in routing_targets(document):
             service = target.get("service")
+            findings.extend(_canary_subset(document, target_path, target, candidates))
             for index, ref in enumerate(as_list(target.get("customNetworkRefs"))):
                 ref = as_map(ref)
                 api_version, kind, name = ref.get("apiVersion"), ref.get("kind"), ref.get("name")
@@ -177,3 +188,25 @@ def analyze_references(documents: list[Document]) -> list[Finding]:
                                             "inputs" + _near_misses(candidates, "Ingress", ingress["name"])))
     return findings
 
+
+
+def _canary_subset(document: Document, target_path: str, target: dict, candidates: list[Document]) -> list[Finding]:
+    service = target.get("service")
+    if not subset_level(document) or not isinstance(service, str) or not service:
+        return []
+    refs = [as_map(r) for r in as_list(target.get("customNetworkRefs"))]
+    found = [d for r in refs if all(isinstance(r.get(k), str) for k in ("apiVersion", "kind", "name"))
+             for d in find_objects(candidates, r["apiVersion"], r["kind"], r["name"], document.namespace)]
+    if not any(is_virtual_service(d) for d in found):
+        return []
+    for rule in found:
+        if is_destination_rule(rule) and rule_covers_host(rule, service, document.namespace):
+            return []
+    for rule in candidates:
+        if is_destination_rule(rule) and rule_covers_host(rule, service, document.namespace) and any(
+                as_map(s).get("name") == CANARY_SUBSET for s in as_list(as_map(rule.body.get("spec")).get("subsets"))):
+            return []
+    return [finding("GL0304", document, f"{target_path}.customNetworkRefs",
+                    f"the canary is subset {CANARY_SUBSET!r} of service {service}, but no DestinationRule of {service} "
+                    f"is referenced or defines it; reference the DestinationRule in customNetworkRefs so the subset is "
+                    "added, or requests routed to the canary fail with 503")]

@@ -14,7 +14,8 @@ def _match_options(parser: argparse.ArgumentParser) -> None:
                        help="header equals VALUE (the name is lower-cased)")
     group.add_argument("--header-regex", action="append", default=[], metavar="NAME=REGEX",
                        help="header matches the RE2 REGEX")
-    group.add_argument("--query", action="append", default=[], metavar="NAME=VALUE", help="query parameter equals VALUE")
+    group.add_argument("--query", action="append", default=[], metavar="NAME=VALUE",
+                       help="query parameter equals VALUE")
     group.add_argument("--query-regex", action="append", default=[], metavar="NAME=REGEX",
                        help="query parameter matches the RE2 REGEX")
     group.add_argument("--path-prefix", action="append", default=[], metavar="/PATH", help="path starts with /PATH")

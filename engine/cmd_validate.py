@@ -8,7 +8,7 @@ import sys
 from . import inputs
 from .analyzers import CODES
 from .errors import InvalidInputError
-from .validate import has_errors, validate_documents
+from .validate import draft07, has_errors, validate_documents
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "schema", help="print a JSON Schema (for editors: yaml-language-server, VS Code)",
             description="Print the JSON Schema NAME; without NAME, list the schemas and the kinds they cover.")
         schema_parser.add_argument("name", nargs="?", metavar="NAME")
+        schema_parser.add_argument("--draft", choices=("2020-12", "07"), default="2020-12",
+                                   help="JSON Schema dialect: 2020-12 (default, what graylane validates with) or 07 "
+                                        "(for yaml-language-server / the VS Code YAML extension)")
         schema_parser.set_defaults(handler=run_schema)
 
 
@@ -43,6 +46,8 @@ def run_validate(args: argparse.Namespace) -> int:
     if unknown:
         raise InvalidInputError(f"--ignore: unknown code(s) {', '.join(unknown)}; known: {', '.join(CODES)}")
     documents = inputs.read_documents(args.filename)
+    if not documents:
+        raise InvalidInputError("no Kubernetes objects in the inputs")
     findings = validate_documents(documents, ignore)
     failed = has_errors(findings, args.strict)
     if args.output == "json":
@@ -70,5 +75,8 @@ def run_schema(args: argparse.Namespace) -> int:
         return 0
     if args.name not in SCHEMA_NAMES:
         raise InvalidInputError(f"unknown schema {args.name!r}; known: {', '.join(SCHEMA_NAMES)}")
-    sys.stdout.write(json.dumps(load_schema(args.name), indent=2, ensure_ascii=False) + "\n")
+    schema = load_schema(args.name)
+    if args.draft == "07":
+        schema = draft07(schema)
+    sys.stdout.write(json.dumps(schema, indent=2, ensure_ascii=False) + "\n")
     return 0

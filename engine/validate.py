@@ -100,6 +100,38 @@ def explain(error: ValidationError) -> Iterator[tuple[str, str]]:
     yield where, text if len(text) <= 300 else text[:297] + "..."
 
 
+DRAFT_07 = "http://json-schema.org/draft-07/schema#"
+
+
+def draft07(schema: Any) -> Any:
+    """The same schema for draft-07 tools (yaml-language-server, VS Code): ``$defs`` become ``definitions``, and a
+    ``$ref`` with sibling keywords (which draft-07 would ignore) moves into an ``allOf``.
+
+    Lossless for graylane's schemas, which use no keyword newer than draft-07.
+    """
+    if isinstance(schema, list):
+        return [draft07(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result = {}
+    for key, value in schema.items():
+        if key == "$schema":
+            result[key] = DRAFT_07
+        elif key == "$defs":
+            result["definitions"] = {name: draft07(item) for name, item in value.items()}
+        elif key in ("properties", "patternProperties"):
+            result[key] = {name: draft07(item) for name, item in value.items()}
+        elif key == "$ref" and isinstance(value, str):
+            result[key] = value.replace("#/$defs/", "#/definitions/")
+        else:
+            result[key] = draft07(value)
+    annotations = {"$ref", "description", "title", "default", "examples", "$comment"}
+    if "$ref" in result and set(result) - annotations:
+        reference = {"$ref": result.pop("$ref")}
+        result["allOf"] = [reference, *result.get("allOf", [])]
+    return result
+
+
 def schema_name(document: Document) -> Optional[str]:
     return schema_for(document.api_version, document.kind)
 
@@ -144,22 +176,23 @@ def has_errors(findings: Iterable[Finding], strict: bool = False) -> bool:
     return any(f.severity == ERROR or strict for f in findings)
 
 
+def _output_findings(document: Document) -> list[Finding]:
+    """The errors render refuses: the schema of the kind, and route weights (GL0101/GL0102) of VirtualServices."""
+    spec = document.body.get("spec")
+    weights = route_weights(document, spec) if is_virtual_service(document) and isinstance(spec, dict) else []
+    return [f for f in merge([document], schema_findings(document), weights) if f.severity == ERROR]
+
+
 def check_rendered(document: Document, body: dict) -> None:
     """Refuse a script's output that breaks the schema of its kind or the route-weight rules (GL0101/GL0102).
 
-    Raises :class:`ValidationFailed` naming the input file, document, object and field.
+    Raises :class:`ValidationFailed` naming the input file, document, object, field and code.
     """
-    output = Document(body, document.source, document.index)
-    analyzers = route_weights(output, body.get("spec") if isinstance(body.get("spec"), dict) else {}) \
-        if is_virtual_service(output) else []
-    findings = [f for f in merge([output], schema_findings(output), analyzers) if f.severity == ERROR]
+    findings = _output_findings(Document(body, document.source, document.index))
     if not findings:
         return
     first = findings[0]
-    already = {(f.code, f.path, f.message) for f in merge([document], schema_findings(document),
-                                                            route_weights(document, document.body.get("spec"))
-                                                            if is_virtual_service(document)
-                                                            and isinstance(document.body.get("spec"), dict) else [])}
+    already = {(f.code, f.path, f.message) for f in _output_findings(document)}
     note = " (the input object already has this problem)" if (first.code, first.path, first.message) in already \
         else ""
     more = f" (and {len(findings) - 1} more problem{'s' if len(findings) > 2 else ''})" if len(findings) > 1 else ""

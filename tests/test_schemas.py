@@ -6,6 +6,8 @@ import copy
 import json
 import os
 
+from pathlib import Path
+
 import pytest
 import yaml
 from jsonschema import Draft202012Validator
@@ -1101,6 +1103,8 @@ VALID = (
     + [("trafficrouting", d) for d in TRAFFIC_ROUTINGS]
     + [("rollout", d) for d in ROLLOUTS_V1BETA1]
     + [("rollout-v1alpha1", d) for d in ROLLOUTS_V1ALPHA1]
+    + [("fulllinkgray", yaml.safe_load(p.read_text()))  # graylane's own spec: the samples (tests/test_chain.py)
+       for p in sorted((Path(__file__).parent.parent / "samples").glob("*/fulllink.yaml"))]
 )
 
 

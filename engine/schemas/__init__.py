@@ -22,6 +22,8 @@ Schema names and what they cover:
     rollouts.kruise.io/v1beta1 Rollout.
 ``rollout-v1alpha1``
     rollouts.kruise.io/v1alpha1 Rollout (integer step ``weight``).
+``fulllinkgray``
+    graylane.io/v1alpha1 FullLinkGray (graylane's own full-link gray spec, see docs/fulllink.md).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ SCHEMA_NAMES: tuple[str, ...] = (
     "trafficrouting",
     "rollout",
     "rollout-v1alpha1",
+    "fulllinkgray",
 )
 
 #: Exact (apiVersion, kind) -> schema name, for the versions each schema accepts.
@@ -69,6 +72,7 @@ SCHEMAS_BY_API_VERSION_KIND: Mapping[tuple[str, str], str] = {
     ("rollouts.kruise.io/v1alpha1", "TrafficRouting"): "trafficrouting",
     ("rollouts.kruise.io/v1beta1", "Rollout"): "rollout",
     ("rollouts.kruise.io/v1alpha1", "Rollout"): "rollout-v1alpha1",
+    ("graylane.io/v1alpha1", "FullLinkGray"): "fulllinkgray",
 }
 
 #: (API group, kind) -> schema name for the group's current version. A document whose apiVersion
@@ -80,6 +84,7 @@ SCHEMAS_BY_GROUP_KIND: Mapping[tuple[str, str], str] = {
     ("networking.istio.io", "Gateway"): "gateway",
     ("rollouts.kruise.io", "TrafficRouting"): "trafficrouting",
     ("rollouts.kruise.io", "Rollout"): "rollout",
+    ("graylane.io", "FullLinkGray"): "fulllinkgray",
 }
 
 
