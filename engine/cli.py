@@ -16,6 +16,9 @@ COMMAND_MODULES = [
     "engine.cmd_validate",
     "engine.cmd_new",
     "engine.cmd_plan",
+    "engine.cmd_color",
+    "engine.cmd_chain",
+    "engine.cmd_simulate",
 ]
 
 

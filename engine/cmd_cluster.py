@@ -53,7 +53,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status_parser.add_argument("names", nargs="*", metavar="TRAFFICROUTING",
                                help="TrafficRouting names to read from the cluster")
     status_parser.add_argument("-f", "--filename", action="append", default=[], metavar="FILE")
-    status_parser.add_argument("--step", type=int, metavar="N", help=argparse.SUPPRESS)
     status_parser.add_argument("-o", "--output", choices=("text", "yaml", "json"), default="text")
     cluster_options(status_parser)
     status_parser.set_defaults(handler=run_status)
@@ -187,7 +186,7 @@ def run_status(args: argparse.Namespace) -> int:
             if body is None:
                 raise GraylaneError(f"TrafficRouting {name} not found in namespace {namespace}")
             documents.append(Document(body, f"cluster {namespace}/trafficrouting/{name}", 1))
-    rows = Applier(cluster).status(targets_of(routing_plans(documents, args.step), cluster, args.namespace))
+    rows = Applier(cluster).status(targets_of(routing_plans(documents), cluster, args.namespace))
     if args.output == "json":
         sys.stdout.write(dump_json(rows))
     elif args.output == "yaml":

@@ -14,15 +14,15 @@ classes (``[[:alpha:]]``), Unicode classes (``\\pL``), ranges or case-folding of
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Optional
 
-import re2
+import re2  # type: ignore[import-untyped]
 
 try:  # Python 3.11+
-    from re import _constants as C
-    from re import _parser as sre_parse
+    from re import _constants as C  # type: ignore[attr-defined]
+    from re import _parser as sre_parse  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - Python 3.10
     import sre_constants as C  # type: ignore[no-redef]
     import sre_parse  # type: ignore[no-redef]
@@ -57,8 +57,8 @@ class RegexError(ValueError):
 @dataclass
 class _Node:
     kind: str  # "bytes" (ranges), "seq", "alt", "repeat", "assert", "empty"
-    ranges: Optional[list] = None
-    items: Optional[list] = None
+    ranges: list = field(default_factory=list)
+    items: list = field(default_factory=list)
     low: int = 0
     high: Optional[int] = None  # None: unbounded
     assertion: int = 0

@@ -122,13 +122,13 @@ class LuaFilterResult:
     def changes(self) -> list:
         """Header changes as (action, name, old, new): set, added, removed."""
         before, after = _grouped(self.before.all_headers()), _grouped(self.request.all_headers())
-        changes = []
+        changes: list[tuple] = []
         for name in list(before) + [n for n in after if n not in before]:
             old, new = before.get(name), after.get(name)
             if old == new:
                 continue
             if old is None:
-                changes.append(("added", name, None, ",".join(new)))
+                changes.append(("added", name, None, ",".join(new or [])))
             elif new is None:
                 changes.append(("removed", name, ",".join(old), None))
             else:

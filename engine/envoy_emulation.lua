@@ -252,7 +252,7 @@ local handle = object({
 
 -- Envoy's LuaJIT honours __pairs on its userdata; the emulated objects are tables, so pairs() learns them.
 local original_pairs = pairs
-pairs = function(t)
+_G.pairs = function(t)
   local custom = HeaderMap[t]
   if custom then return custom() end
   return original_pairs(t)

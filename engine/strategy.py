@@ -63,8 +63,19 @@ def is_rollout(document: Document) -> bool:
     return document.group == ROLLOUTS_GROUP and document.kind == "Rollout"
 
 
+def delegates_traffic(document: Document) -> bool:
+    """A Rollout that declares no trafficRoutings and leaves traffic to a TrafficRouting (v1beta1
+    ``canary.trafficRoutingRef``, or Kruise 0.5's ``rollouts.kruise.io/trafficrouting`` annotation)."""
+    spec = document.body.get("spec")
+    canary = (((spec or {}).get("strategy") or {}).get("canary") or {}) if isinstance(spec, dict) else {}
+    if not isinstance(canary, dict) or canary.get("trafficRoutings"):
+        return False
+    annotations = document.metadata.get("annotations") or {}
+    return bool(canary.get("trafficRoutingRef")) or "rollouts.kruise.io/trafficrouting" in annotations
+
+
 def is_routing_document(document: Document) -> bool:
-    return is_traffic_routing(document) or is_rollout(document)
+    return is_traffic_routing(document) or (is_rollout(document) and not delegates_traffic(document))
 
 
 def _map(document: Document, value: Any, path: str, required: bool = False) -> dict:

@@ -437,7 +437,7 @@ def test_gl0304_passes():
 # ---------------------------------------------------------------------------------------------- samples
 
 def test_samples_are_clean():
-    from conftest import SAMPLES
+    from helpers import SAMPLES
 
     for sample in ("fulllink", "weighted-canary"):
         docs = []

@@ -8,7 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from conftest import REPO, run_graylane
+from helpers import REPO, run_graylane
 
 KRUISE_STYLE_SCRIPT = """
 -- a user script in the Kruise style: weight split to the canary host, header matches on top

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import SAMPLES, graylane_command, run_graylane
+from helpers import SAMPLES, graylane_command, run_graylane
 
 ESC = "\x1b["
 # The Kruise part of the full-link sample (the directory also holds other engineers' FullLinkGray files).

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import SAMPLES, run_graylane
+from helpers import SAMPLES, run_graylane
 
 ANNOTATION = "rollouts.kruise.io/original-spec-configuration"
 

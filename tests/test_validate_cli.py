@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES, run_graylane
+from helpers import SAMPLES, run_graylane
 
 LINE = re.compile(r"^(error|warning) (GL\d{4}) (\S+)#(\d+)( \S+)?: .+$")
 

@@ -13,13 +13,14 @@ reported.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ContextManager, Optional
 
 from ..documents import Document
 from ..errors import ClusterError, GraylaneError, InvalidInputError
@@ -146,12 +147,14 @@ class Applier:
 
     def __init__(self, cluster: Cluster, engine: Optional[Engine] = None, check: Optional[OutputCheck] = None,
                  dry_run: Optional[str] = None, max_attempts: int = MAX_ATTEMPTS,
-                 on_write: Optional[Callable[[Target, dict], None]] = None):
+                 on_write: Optional[Callable[[Target, dict], None]] = None,
+                 writing: Optional[Callable[[Target], ContextManager]] = None):
         if dry_run not in (None, "client", "server"):
             raise InvalidInputError(f"--dry-run must be client or server, got {dry_run!r}")
         self.cluster, self.engine, self.check, self.dry_run = cluster, engine, check, dry_run
         self.max_attempts = max_attempts
         self.on_write = on_write  # told about every object this call wrote (the controller tracks them)
+        self.writing = writing or (lambda target: contextlib.nullcontext())  # held around each write
 
     # -- shared -------------------------------------------------------------------------------------------
 
@@ -181,19 +184,24 @@ class Applier:
         delay = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** (attempt - 1)))
         time.sleep(delay * (0.5 + random.random()))
 
-    def _write(self, target: Target, live: dict, compute: Callable[[dict], dict]) -> Outcome:
-        """Write ``compute(live)``; on 409 re-read and recompute from the fresh object, a bounded number of
-        times. Returns CONFIGURED/UNCHANGED; raises ClusterError (NotFound when it vanished meanwhile)."""
+    def _write(self, target: Target, live: dict, compute: Callable[[dict], dict],
+               wanted: Optional[dict] = None) -> Outcome:
+        """Write ``compute(live)`` (or ``wanted``, already computed from ``live``); on 409 re-read and recompute
+        from the fresh object, a bounded number of times. Returns CONFIGURED/UNCHANGED; raises ClusterError
+        (NotFound when it vanished meanwhile)."""
         attempt = 1
         while True:
-            wanted = compute(live)
+            wanted = compute(live) if wanted is None else wanted
             if wanted == live:
                 return Outcome(target, UNCHANGED, before=live, after=live, attempts=attempt)
             _barrier("before-write", target)
             if self.dry_run == "client":
                 return Outcome(target, CONFIGURED, before=live, after=wanted, attempts=attempt)
             try:
-                written = self.cluster.replace(target.resource, wanted, dry_run=self.dry_run == "server")
+                with self.writing(target):
+                    written = self.cluster.replace(target.resource, wanted, dry_run=self.dry_run == "server")
+                    if not self.dry_run and self.on_write:
+                        self.on_write(target, written)
             except Conflict as exc:
                 if attempt >= self.max_attempts:
                     raise ClusterError(f"{exc} (gave up after {attempt} conflicting attempts)") from None
@@ -202,13 +210,11 @@ class Applier:
                 fresh = self._read(target)
                 if fresh is None:
                     raise ClusterError(f"{target.describe()} was deleted while being updated") from None
-                live = fresh
+                live, wanted = fresh, None
                 continue
             if not self.dry_run and _rv(written) == _rv(live):
                 # The server found nothing to change (e.g. it normalised what we sent back to what it had).
                 return Outcome(target, UNCHANGED, before=live, after=written, attempts=attempt)
-            if not self.dry_run and self.on_write:
-                self.on_write(target, written)
             _barrier("after-write", target)
             return Outcome(target, CONFIGURED, before=live, after=written, attempts=attempt)
 
@@ -216,7 +222,7 @@ class Applier:
 
     def apply(self, targets: list[Target]) -> Report:
         report = Report()
-        planned: list[tuple[Target, dict]] = []
+        planned: list[tuple[Target, dict, dict]] = []
         failures = 0
         for target in targets:  # 1. plan everything; nothing is written if any object fails here
             try:
@@ -225,24 +231,23 @@ class Applier:
                     report.outcomes.append(Outcome(target, MISSING, f"not found in namespace {target.namespace}"))
                     failures += 1
                     continue
-                self.desired(target, live)
-                planned.append((target, live))
+                planned.append((target, live, self.desired(target, live)))
             except GraylaneError as exc:
                 report.outcomes.append(Outcome(target, FAILED, str(exc)))
                 failures += 1
         if failures:
-            for target, live in planned:
+            for target, live, _wanted in planned:
                 report.outcomes.append(Outcome(target, NOT_CHANGED, "another referenced object failed",
                                                before=live))
             report.error = f"{failures} of {len(targets)} object(s) failed; nothing was changed"
             return self._ordered(report, targets)
         done: list[Outcome] = []
-        for index, (target, live) in enumerate(planned):  # 2. write, all or nothing
+        for index, (target, live, wanted) in enumerate(planned):  # 2. write, all or nothing
             try:
-                outcome = self._write(target, live, lambda current, t=target: self.desired(t, current))
+                outcome = self._write(target, live, lambda current, t=target: self.desired(t, current), wanted)
             except GraylaneError as exc:
                 report.outcomes.append(Outcome(target, FAILED, str(exc)))
-                for later, later_live in planned[index + 1:]:
+                for later, later_live, _wanted in planned[index + 1:]:
                     report.outcomes.append(Outcome(later, NOT_CHANGED, "not attempted after the failure",
                                                    before=later_live))
                 report.outcomes.extend(self._roll_back(done))
@@ -269,9 +274,10 @@ class Applier:
             body = copy.deepcopy(outcome.before)
             body["metadata"]["resourceVersion"] = _rv(outcome.after)
             try:
-                restored = self.cluster.replace(outcome.target.resource, body)
-                if self.on_write:
-                    self.on_write(outcome.target, restored)
+                with self.writing(outcome.target):
+                    restored = self.cluster.replace(outcome.target.resource, body)
+                    if self.on_write:
+                        self.on_write(outcome.target, restored)
                 results.append(Outcome(outcome.target, ROLLED_BACK, "put back to its state before this call",
                                        before=outcome.before, after=restored))
             except Conflict:

@@ -136,11 +136,13 @@ class Cluster:
                 return None
             raise error from None
 
-    def list(self, resource: Resource, namespace: Optional[str] = None,
-             label_selector: Optional[str] = None) -> list[dict]:
+    def list(self, resource: Resource, namespace: Optional[str] = None, label_selector: Optional[str] = None,
+             field_selector: Optional[str] = None) -> list[dict]:
         kwargs: dict[str, Any] = {"_request_timeout": REQUEST_TIMEOUT}
         if label_selector:
             kwargs["label_selector"] = label_selector
+        if field_selector:
+            kwargs["field_selector"] = field_selector
         try:
             if namespace:
                 result = self.custom.list_namespaced_custom_object(resource.group, resource.version, namespace,

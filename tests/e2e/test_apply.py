@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -126,8 +125,7 @@ def test_rollout_steps_run_on_the_stored_original(kube, kube_env, kube_namespace
         live = kube.get("VirtualService", ns, "reviews")
         assert canary_weight(live) == weight, "each step starts from the stored original, not the last step"
         assert json.loads(live["metadata"]["annotations"][ORIGINAL]) == {"spec": created["spec"]}
-        status = json.loads(graylane(kube_env, "status", "-f", str(rollout), "--step", str(step),
-                                     "-o", "json").stdout)
+        status = json.loads(graylane(kube_env, "status", "-f", str(rollout), "-o", "json").stdout)
         assert status["canaryWeight"] == weight
     restored = graylane(kube_env, "restore", "--cluster", "-f", str(rollout))
     assert restored.returncode == 0, restored.stderr
@@ -325,3 +323,22 @@ def test_status_by_trafficrouting_name_and_kubectl_style_namespaces(kube, kube_e
     assert missing.returncode == 1 and f"TrafficRouting nope not found in namespace {ns}" in missing.stderr
     bad_context = graylane(kube_env, "status", "mocka-tr", "--context", "nope", env=env, cluster=False)
     assert bad_context.returncode == 1 and "kubeconfig:" in bad_context.stderr
+
+
+def test_invalid_script_output_is_refused(kube, kube_env, kube_namespace, tmp_path):
+    """The output is validated (schemas and route-weight rules) before anything is written."""
+    ns = kube_namespace
+    rollout, created = setup_reviews(kube, ns, tmp_path)
+    scripts = tmp_path / "lua" / "networking.istio.io" / "VirtualService"
+    scripts.mkdir(parents=True)
+    (scripts / "trafficRouting.lua").write_text(
+        "local spec = obj.data.spec\n"
+        "spec.http[1].route[1].weight = 70\n"
+        'table.insert(spec.http[1].route, {destination = {host = "reviews-canary"}, weight = 50})\n'
+        "return {spec = spec}\n")
+    result = graylane(kube_env, "apply", "-f", str(rollout), "--lua-dir", str(tmp_path / "lua"))
+    assert result.returncode == 1
+    assert "virtualservice.networking.istio.io/reviews failed:" in result.stdout
+    assert "is invalid" in result.stdout, result.stdout
+    assert kube.get("VirtualService", ns, "reviews")["metadata"]["resourceVersion"] == \
+        created["metadata"]["resourceVersion"]
