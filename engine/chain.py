@@ -27,6 +27,9 @@ from .color import (
     parse_coloring,
 )
 from .documents import Document
+from .fields import as_list as _list
+from .fields import as_map as _map
+from .fields import as_string as _string
 from .errors import InvalidInputError
 from .hosts import service_key
 from .render import Engine, Rendered, render
@@ -268,28 +271,6 @@ def _known(document: Document, data: dict, where: str, allowed: set) -> None:
     unknown = set(data) - allowed
     if unknown:
         raise document.error(f"unknown field(s) {', '.join(sorted(unknown))}", where)
-
-
-def _map(document: Document, value: Any, where: str, required: bool = False) -> dict:
-    if value is None and not required:
-        return {}
-    if not isinstance(value, dict):
-        raise document.error("must be a map" if value is not None else "is required", where)
-    return value
-
-
-def _list(document: Document, value: Any, where: str, required: bool = False) -> list:
-    if value is None and not required:
-        return []
-    if not isinstance(value, list) or (required and not value):
-        raise document.error("must be a non-empty list" if required else "must be a list", where)
-    return value
-
-
-def _string(document: Document, value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise document.error("must be a non-empty string", where)
-    return value
 
 
 def _labels(document: Document, value: Any, where: str, allow_empty: bool = False) -> dict:

@@ -44,6 +44,10 @@ def build_script_input(original: OriginalState, strategy: TrafficStrategy, stabl
         "canaryService": canary_service,
         "stableService": stable_service,
     }
+    return _with_routing_fields(obj, strategy)
+
+
+def _with_routing_fields(obj: dict, strategy: TrafficStrategy) -> dict:
     if strategy.matches:
         obj["matches"] = strategy.matches
     if strategy.request_header_modifier:
@@ -60,11 +64,7 @@ def build_ingress_input(annotations: dict, strategy: TrafficStrategy, stable_ser
         "canaryService": canary_service,
         "stableService": stable_service,
     }
-    if strategy.matches:
-        obj["matches"] = strategy.matches
-    if strategy.request_header_modifier:
-        obj["requestHeaderModifier"] = strategy.request_header_modifier
-    return obj
+    return _with_routing_fields(obj, strategy)
 
 
 def original_of(body: dict) -> tuple[OriginalState, bool]:

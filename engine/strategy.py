@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .documents import Document
+from .fields import as_list as _list
+from .fields import as_map as _map
+from .fields import as_string as _string
 
 ROLLOUTS_GROUP = "rollouts.kruise.io"
 HEADER_TYPES = ("Exact", "RegularExpression")
@@ -76,28 +79,6 @@ def delegates_traffic(document: Document) -> bool:
 
 def is_routing_document(document: Document) -> bool:
     return is_traffic_routing(document) or (is_rollout(document) and not delegates_traffic(document))
-
-
-def _map(document: Document, value: Any, path: str, required: bool = False) -> dict:
-    if value is None and not required:
-        return {}
-    if not isinstance(value, dict):
-        raise document.error("must be a map" if value is not None else "is required", path)
-    return value
-
-
-def _list(document: Document, value: Any, path: str, required: bool = False) -> list:
-    if value is None and not required:
-        return []
-    if not isinstance(value, list) or (required and not value):
-        raise document.error("must be a non-empty list" if required else "must be a list", path)
-    return value
-
-
-def _string(document: Document, value: Any, path: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise document.error("must be a non-empty string", path)
-    return value
 
 
 def parse_weight(document: Document, value: Any, path: str) -> Optional[int]:
