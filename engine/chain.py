@@ -1,6 +1,6 @@
 """Full-link gray: one FullLinkGray spec -> everything a chain-wide gray release needs.
 
-From ``apiVersion: graylane.io/v1alpha1, kind: FullLinkGray`` (see docs/fulllink.md) this generates, purely:
+From ``apiVersion: graylane.io/v1alpha1, kind: FullLinkGray`` (see README.md (full-link section)) this generates, purely:
 the coloring EnvoyFilter for the ingress gateway, one TrafficRouting per released service (a header match
 on the lane, customNetworkRefs to its VirtualService and DestinationRule), and one Rollout per released
 workload whose patchPodTemplateMetadata labels the gray pods. With the network objects among the inputs it

@@ -22,6 +22,13 @@ COMMAND_MODULES = [
 ]
 
 
+def filename_option(parser: argparse.ArgumentParser, required: bool = True,
+                    help: str = "file, directory or - (stdin); repeatable") -> None:
+    """The -f/--filename input option every file-reading command shares (as kubectl's)."""
+    parser.add_argument("-f", "--filename", action="append", required=required, default=None if required else [],
+                        metavar="FILE", help=help)
+
+
 def script_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that runs traffic-routing scripts."""
     group = parser.add_argument_group("scripts")

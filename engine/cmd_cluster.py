@@ -2,7 +2,7 @@
 
 ``graylane restore`` works on files (offline, cmd_render) or on the cluster. It goes to the cluster when
 ``--cluster`` is given, or when the inputs hold only TrafficRouting/Rollout documents (no network objects
-to restore offline). Anything else stays offline, as before. See docs/cluster.md.
+to restore offline). Anything else stays offline, as before. See README.md (cluster section).
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import os
 import sys
 
 from . import inputs
-from .cli import script_options
+from .cli import filename_option, script_options
 from .cmd_render import engine_from_args, output_check
 from .documents import dump_yaml
 from .errors import InvalidInputError
@@ -26,8 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Render each step of each Rollout (a TrafficRouting has one) on the input network objects and "
                     "show the strategy, the traffic split of every route rule (percent to stable and canary, and "
                     "which matches go to the canary) and a unified diff of each object against its original.")
-    plan_parser.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
-                             help="file, directory or - (stdin); repeatable")
+    filename_option(plan_parser)
     plan_parser.add_argument("--step", type=int, metavar="N", help="only this step of each Rollout (1-based)")
     plan_parser.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table",
                              help="table (default), or the full objects of every step as yaml or json")
@@ -39,8 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "diff", help="show what render would change, as kubectl diff does",
         description="Unified diff of the input network objects against what render would make of them. Exit "
                     "status: 0 nothing would change, 1 something would, 2 error.")
-    diff_parser.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
-                             help="file, directory or - (stdin); repeatable")
+    filename_option(diff_parser)
     diff_parser.add_argument("--step", type=int, metavar="N", help="Rollout step, 1-based (default 1)")
     _color_option(diff_parser)
     script_options(diff_parser)

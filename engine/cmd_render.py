@@ -6,7 +6,7 @@ import sys
 from typing import Optional
 
 from . import inputs
-from .cli import script_options
+from .cli import filename_option, script_options
 from .documents import Document, dump_json, dump_yaml
 from .errors import InvalidInputError
 from .render import Engine, render, restore
@@ -19,8 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run the traffic-routing scripts for a TrafficRouting (or one step of a Rollout) on the "
                     "network objects it references, and print the mutated objects, each carrying the original "
                     "in rollouts.kruise.io/original-spec-configuration, ready for kubectl apply -f -.")
-    render_parser.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
-                               help="file, directory or - (stdin); repeatable")
+    filename_option(render_parser)
     render_parser.add_argument("--step", type=int, metavar="N", help="Rollout step, 1-based (default 1)")
     render_parser.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
     script_options(render_parser)
@@ -30,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "restore", help="give back the original objects stored by render/apply (or Kruise)",
         description="Print every object that carries rollouts.kruise.io/original-spec-configuration as it was "
                     "before rendering.")
-    restore_parser.add_argument("-f", "--filename", action="append", required=True, metavar="FILE")
+    filename_option(restore_parser)
     restore_parser.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
     restore_parser.set_defaults(handler=run_restore)
 

@@ -6,6 +6,7 @@ import json
 import sys
 
 from . import inputs
+from .cli import filename_option
 from .analyzers import CODES
 from .errors import InvalidInputError
 from .validate import draft07, has_errors, validate_documents
@@ -20,8 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "per finding: SEVERITY CODE source#document path: message. Exit status 0 when clean, 1 when "
                     "there are errors (warnings too with --strict).",
         epilog=f"codes: {codes}")
-    parser.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
-                        help="file, directory or - (stdin); repeatable")
+    filename_option(parser)
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text",
                         help="text (default): one line per finding; json: a list of findings")
     parser.add_argument("--strict", action="store_true", help="warnings fail too (exit 1)")

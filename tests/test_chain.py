@@ -297,9 +297,9 @@ def test_chain_output_pipes_into_render():
                                                                          "vs-mockb"]
 
 
-def test_the_spec_example_in_the_docs_is_valid():
+def test_the_spec_example_in_the_readme_is_valid():
     from helpers import REPO
-    text = (REPO / "docs" / "fulllink.md").read_text()
+    text = (REPO / "README.md").read_text()
     block = text.split("The spec (`apiVersion")[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     body = yaml.safe_load(block)
     assert list(validator_for("fulllinkgray").iter_errors(body)) == []

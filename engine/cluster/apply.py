@@ -126,7 +126,7 @@ def targets_of(plans: list[RoutingPlan], cluster: Cluster, namespace: Optional[s
 
 
 def _barrier(point: str, target: Target) -> None:
-    """Test seam (documented in docs/cluster.md): with $GRAYLANE_TEST_BARRIER=DIR, if the file
+    """Test seam (documented in README.md (cluster section)): with $GRAYLANE_TEST_BARRIER=DIR, if the file
     ``DIR/<point>.<Kind>.<name>.wait`` exists, create ``....reached`` and wait until the .wait file is removed.
     Lets e2e tests edit an object between our GET and PUT, or kill the process right after a write."""
     directory = os.environ.get(TEST_BARRIER_ENV)

@@ -2,7 +2,7 @@
 410 re-list), its LeaderElection with a coordination.k8s.io Lease, plus the one piece the Python client
 lacks, a client-go style work queue (dedup, one worker per key, delayed and rate-limited re-adds).
 
-Two small adaptations, both documented in docs/cluster.md:
+Two small adaptations, both documented in README.md (cluster section):
 - SharedInformer expects typed list results (``.items``, ``.metadata.resource_version``); custom objects come
   back as dicts, so ``informer_for`` wraps the CustomObjectsApi list call.
 - LeaseLock builds its API from the global default configuration and LeaderElection.run() cannot be

@@ -23,7 +23,7 @@ Schema names and what they cover:
 ``rollout-v1alpha1``
     rollouts.kruise.io/v1alpha1 Rollout (integer step ``weight``).
 ``fulllinkgray``
-    graylane.io/v1alpha1 FullLinkGray (graylane's own full-link gray spec, see docs/fulllink.md).
+    graylane.io/v1alpha1 FullLinkGray (graylane's own full-link gray spec, see README.md (full-link section)).
 """
 
 from __future__ import annotations
