@@ -360,7 +360,8 @@ end
 
 local function run(fn, tokens, timeout, interval, printer, memory_kb)
   local obj = from_tokens(tokens)
-  local env = setmetatable({obj = obj, print = printer}, ENV_META)
+  -- `printer` is a Python callable: scripts only ever see this Lua closure, never the Python object.
+  local env = setmetatable({obj = obj, print = function(...) printer(...) end}, ENV_META)
   env._G = env
   current_env = env
   setfenv(fn, env)

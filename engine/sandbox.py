@@ -74,7 +74,7 @@ class LuaSandbox:
         self._lua = lua51 if runtime == "lua51" else luajit21
         self._lock = threading.Lock()
         self._runtime = self._lua.LuaRuntime(register_eval=False, register_builtins=False,
-                                             unpack_returned_tuples=True,
+                                             unpack_returned_tuples=True, attribute_filter=_no_attributes,
                                              max_memory=0 if runtime == "lua51" else None)
         prelude = resources.files("engine").joinpath("sandbox.lua").read_text(encoding="utf-8")
         host = self._runtime.execute(prelude)
@@ -145,6 +145,11 @@ class LuaSandbox:
         self._printed.append(line)
         if self._printer:
             self._printer(line)
+
+
+def _no_attributes(obj: Any, name: str, is_setting: bool) -> str:
+    """Defence in depth: should a Python object ever reach Lua, none of its attributes can be read."""
+    raise AttributeError("Python objects are not accessible from scripts")
 
 
 def _script_error(script: Script, message: str, reason: str) -> ScriptError:

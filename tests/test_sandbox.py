@@ -29,6 +29,13 @@ def test_dangerous_globals_are_absent(sandbox, name):
     assert run(sandbox, f"return {{present = {name} ~= nil}}") == {"present": False}
 
 
+def test_no_python_object_is_reachable(sandbox):
+    result = run(sandbox, "local ok, err = pcall(function() return print.__self__ end) "
+                          "return {kind = type(print), ok = ok, err = tostring(err)}")
+    assert result["kind"] == "function" and result["ok"] is False
+    assert "attempt to index" in result["err"]
+
+
 def test_string_dump_and_binary_chunks_are_refused(sandbox):
     result = run(sandbox, "local f, err = loadstring(string.char(27) .. 'Lua') "
                           "return {dump = string.dump == nil, loaded = f ~= nil, err = err}")
