@@ -6,7 +6,7 @@ import sys
 
 from . import inputs
 from .chain import generate, is_fulllink, specs_of
-from .cli import script_options
+from .cli import filename_option, script_options
 from .cmd_render import emit, engine_from_args
 from .errors import GraylaneError, InvalidInputError
 
@@ -21,8 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "network objects among the inputs, also the mutated VirtualServices and DestinationRules. "
                     "Problems found in the inputs (e.g. a base subset that would also select the gray pods) are "
                     "printed on stderr as warnings.")
-    parser.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
-                        help="the spec, plus (for checks and --render) the Services, workloads, VirtualServices and "
+    filename_option(parser, help="the spec, plus (for checks and --render) the Services, workloads, VirtualServices and "
                              "DestinationRules; file, directory or -; repeatable")
     parser.add_argument("--render", action="store_true",
                         help="also print the VirtualServices/DestinationRules the TrafficRoutings produce")

@@ -12,7 +12,7 @@ import sys
 from typing import Optional
 
 from . import cmd_render, inputs
-from .cli import script_options
+from .cli import filename_option, script_options
 from .documents import Document, dump_json, dump_yaml
 from .errors import GraylaneError, InvalidInputError
 from .render import routing_plans
@@ -35,8 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "rollouts.kruise.io/original-spec-configuration if absent, run the scripts on the original, "
                     "validate, and update what changed (conditional on resourceVersion, retried on conflicts). "
                     "All or nothing: if any object fails, the ones already changed are put back.")
-    apply_parser.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
-                              help="file, directory or - (stdin) holding TrafficRoutings/Rollouts; repeatable")
+    filename_option(apply_parser, help="file, directory or - (stdin) holding TrafficRoutings/Rollouts; repeatable")
     apply_parser.add_argument("--step", type=int, metavar="N", help="Rollout step, 1-based (default 1)")
     apply_parser.add_argument("--dry-run", choices=("none", "client", "server"), default="none",
                               help="client: print what would change, write nothing; server: send the updates "
@@ -52,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and gray subset as they stand in the cluster.")
     status_parser.add_argument("names", nargs="*", metavar="TRAFFICROUTING",
                                help="TrafficRouting names to read from the cluster")
-    status_parser.add_argument("-f", "--filename", action="append", default=[], metavar="FILE")
+    filename_option(status_parser, required=False)
     status_parser.add_argument("-o", "--output", choices=("text", "yaml", "json"), default="text")
     cluster_options(status_parser)
     status_parser.set_defaults(handler=run_status)

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from . import inputs
+from .cli import filename_option
 from .chain import SPEC_LABEL, specs_of
 from .cmd_render import emit
 from .color import (
@@ -36,8 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "(a stable N%% of the values of that header, e.g. user ids; also cookie: or query:). Join "
                "conditions with && and end with =>LANE to set another lane value than --lane-value. Example: "
                "graylane color --lane-header my-request-id --rule 'header:agent=pc'")
-    parser.add_argument("-f", "--filename", action="append", metavar="FILE",
-                        help="FullLinkGray spec(s) to take the coloring from (file, directory or -)")
+    filename_option(parser, required=False, help="FullLinkGray spec(s) to take the coloring from (file, directory or -)")
     parser.add_argument("--lane-header", metavar="NAME", help="the header that carries the lane")
     parser.add_argument("--lane-value", metavar="VALUE",
                         help=f"value rules set unless they say =>LANE (default {DEFAULT_LANE_VALUE})")

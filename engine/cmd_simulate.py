@@ -6,7 +6,7 @@ import json
 import sys
 
 from . import inputs
-from .cli import script_options
+from .cli import filename_option, script_options
 from .cmd_render import engine_from_args
 from .envoy import parse_request
 from .errors import GraylaneError, InvalidInputError
@@ -29,8 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "as given).",
         epilog="exit status: 0 done (and every --expect holds), 1 error (nothing on stdout), 3 an --expect "
                "does not hold (the trace is printed).")
-    parser.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
-                        help="manifests: file, directory or - (stdin); repeatable")
+    filename_option(parser, help="manifests: file, directory or - (stdin); repeatable")
     parser.add_argument("--request", required=True, metavar="'[METHOD] URL'",
                         help="the request, e.g. 'GET http://example.com/api?x=1'")
     parser.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",

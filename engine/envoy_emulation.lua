@@ -93,11 +93,17 @@ function header_map_methods.getNumValues(self, key)
   return count
 end
 
+-- The key (lowercased) and value of add/replace, checked as Envoy checks them.
+local function header_entry(key, value, method)
+  check_modifiable(method)
+  key = lower(arg_string(key, 1, method))
+  value = arg_string(value, 2, method)
+  check_value(value, method)
+  return key, value
+end
+
 function header_map_methods.add(self, key, value)
-  check_modifiable("add")
-  key = lower(arg_string(key, 1, "add"))
-  value = arg_string(value, 2, "add")
-  check_value(value, "add")
+  key, value = header_entry(key, value, "add")
   entries[#entries + 1] = {key, value}
 end
 
@@ -115,10 +121,7 @@ function header_map_methods.remove(self, key)
 end
 
 function header_map_methods.replace(self, key, value)
-  check_modifiable("replace")
-  key = lower(arg_string(key, 1, "replace"))
-  value = arg_string(value, 2, "replace")
-  check_value(value, "replace")
+  key, value = header_entry(key, value, "replace")
   remove_key(key)
   entries[#entries + 1] = {key, value}
 end
