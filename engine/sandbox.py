@@ -36,10 +36,6 @@ class Script:
     source: str
     origin: str  # a path, "configmap FILE key", or "builtin:<key>"
 
-    @property
-    def name(self) -> str:
-        return self.origin
-
 
 @dataclass
 class _Compiled:
