@@ -13,11 +13,11 @@ import sys
 import time
 from typing import Callable
 
-from engine.render import Engine
-from engine.sandbox import LuaSandbox
-from engine.script_input import OriginalState, build_script_input
-from engine.scripts import ScriptLibrary, builtin_layer
-from engine.strategy import TrafficStrategy
+from engine.routing.render import Engine
+from engine.lua.sandbox import LuaSandbox
+from engine.routing.script_input import OriginalState, build_script_input
+from engine.lua.scripts import ScriptLibrary, builtin_layer
+from engine.routing.strategy import TrafficStrategy
 
 KEY = "networking.istio.io/VirtualService"
 

@@ -7,7 +7,7 @@ from typing import Any, Iterable, Optional
 
 import yaml
 
-from .errors import InvalidInputError
+from engine.errors import InvalidInputError
 
 
 class _Loader(yaml.SafeLoader):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .documents import Document
+from engine.documents import Document
 
 
 def as_map(document: Document, value: Any, where: str, required: bool = False) -> dict:
@@ -26,3 +26,12 @@ def as_string(document: Document, value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise document.error("must be a non-empty string", where)
     return value
+
+
+def map_or_empty(value: Any) -> dict:
+    """Lenient reading for checks that report a wrong type elsewhere (schemas) and must not stop on it."""
+    return value if isinstance(value, dict) else {}
+
+
+def list_or_empty(value: Any) -> list:
+    return value if isinstance(value, list) else []

@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
-from .documents import Document, parse_documents
-from .errors import InvalidInputError
-from .sandbox import DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT, LuaSandbox
-from .scripts import (ScriptLayer, ScriptLibrary, builtin_layer, configmap_layer, directory_layer,
+from engine.documents import Document, parse_documents
+from engine.errors import InvalidInputError
+from engine.lua.sandbox import DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT, LuaSandbox
+from engine.lua.scripts import (ScriptLayer, ScriptLibrary, builtin_layer, configmap_layer, directory_layer,
                       lua_path_from_env)
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")

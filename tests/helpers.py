@@ -15,7 +15,7 @@ def graylane_command() -> list[str]:
     found = shutil.which("graylane")
     if found:
         return [found]
-    return [sys.executable, "-m", "engine.cli"]
+    return [sys.executable, "-m", "engine"]
 
 
 def run_graylane(*args: str, input: str | None = None, cwd: Path | str | None = None,

@@ -6,12 +6,12 @@ import copy
 import pytest
 import yaml
 
-from engine.analyzers import CODES, ERROR, WARNING, analyze
-from engine.analyzers_istio import match_covers
+from engine.checks.analyzers import CODES, ERROR, WARNING, analyze
+from engine.checks.analyzers.istio import match_covers
 from engine.documents import Document, parse_documents
 from engine.errors import ValidationFailed
-from engine.hosts import fqdn, host_matches, is_service_host, same_service, service_key
-from engine.validate import check_rendered, schema_findings, validate_documents
+from engine.routing.hosts import fqdn, host_matches, is_service_host, same_service, service_key
+from engine.checks.validate import check_rendered, schema_findings, validate_documents
 
 
 def documents(*bodies: dict) -> list[Document]:

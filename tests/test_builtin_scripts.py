@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.harness import discover, run_case
-from engine.sandbox import LuaSandbox, Script
-from engine.scripts import builtin_root
+from engine.routing.harness import discover, run_case
+from engine.lua.sandbox import LuaSandbox, Script
+from engine.lua.scripts import builtin_root
 
 ROOT = Path(str(builtin_root()))
 SCRIPTS = discover(ROOT)

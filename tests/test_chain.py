@@ -1,4 +1,4 @@
-"""FullLinkGray specs (engine/chain.py) and `graylane chain`."""
+"""FullLinkGray specs (engine/fulllink/chain.py) and `graylane chain`."""
 from __future__ import annotations
 
 import copy
@@ -8,11 +8,11 @@ import pytest
 import yaml
 from helpers import SAMPLES, run_graylane
 
-from engine.chain import generate, parse_spec, specs_of
+from engine.fulllink.chain import generate, parse_spec, specs_of
 from engine.documents import Document, parse_documents
 from engine.errors import InvalidInputError
 from engine.inputs import read_documents
-from engine.schemas import schema_for, validator_for
+from engine.checks.schemas import schema_for, validator_for
 
 SAMPLE_SPECS = sorted(SAMPLES.glob("*/fulllink.yaml"))
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from helpers import SAMPLES, run_graylane
 
-from engine.color import (
+from engine.fulllink.color import (
     LUA_FILTER_NAME,
     LUA_TYPE_URL,
     ColoringSpec,
@@ -22,7 +22,7 @@ from engine.color import (
     parse_coloring,
     parse_rule_flag,
 )
-from engine.color_regex import (
+from engine.fulllink.color_regex import (
     LUA_MATCHER,
     RegexError,
     compile_regex,
@@ -31,7 +31,7 @@ from engine.color_regex import (
     run_program,
 )
 from engine.errors import InvalidInputError
-from engine.sandbox import LuaSandbox, Script
+from engine.lua.sandbox import LuaSandbox, Script
 
 
 def fail(message, where):
@@ -212,7 +212,7 @@ def test_envoy_filter_uses_current_names_and_targets_the_gateway():
 
 
 def test_generated_filters_pass_the_envoyfilter_schema():
-    from engine.schemas import validator_for
+    from engine.checks.schemas import validator_for
     spec = ColoringSpec("x", (Rule((Condition("header", "a", "regex", "b+"),), "gray"),))
     assert list(validator_for("envoyfilter").iter_errors(envoy_filter(spec, GatewayTarget("n")))) == []
 

@@ -1,4 +1,4 @@
-"""The Envoy Lua emulation (engine/envoy.py + envoy_emulation.lua) and generated coloring code run in it."""
+"""The Envoy Lua emulation (engine/fulllink/envoy.py + envoy_emulation.lua) and generated coloring code run in it."""
 from __future__ import annotations
 
 import random
@@ -7,9 +7,9 @@ from urllib.parse import quote
 
 import pytest
 
-from engine.color import ColoringSpec, Condition, Rule, generate_lua, in_percentage
-from engine.color_regex import re2_compile
-from engine.envoy import EnvoyLuaEmulator, HttpRequest, parse_request
+from engine.fulllink.color import ColoringSpec, Condition, Rule, generate_lua, in_percentage
+from engine.fulllink.color_regex import re2_compile
+from engine.fulllink.envoy import EnvoyLuaEmulator, HttpRequest, parse_request
 from engine.errors import InvalidInputError, ScriptError
 
 

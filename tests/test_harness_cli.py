@@ -162,7 +162,7 @@ def test_built_wheel_ships_the_scripts_and_finds_them_outside_the_checkout(tmp_p
     zipfile.ZipFile(wheel).extractall(site)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(site)
-    result = subprocess.run([sys.executable, "-c", "import engine, sys; from engine.cli import main; "
+    result = subprocess.run([sys.executable, "-c", "import engine, sys; from engine.cli.main import main; "
                              "assert engine.__file__.startswith(sys.argv[1]), engine.__file__; sys.exit(main(['test']))",
                              str(site)], cwd="/", env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -243,8 +243,8 @@ def test_plan_shows_traffic_to_other_services(tmp_path: Path):
 
 
 def test_describe_helpers():
-    from engine.plan import colorize_diff, describe_istio_match, describe_strategy, object_id
-    from engine.strategy import TrafficStrategy
+    from engine.routing.plan import colorize_diff, describe_istio_match, describe_strategy, object_id
+    from engine.routing.strategy import TrafficStrategy
 
     strategy = TrafficStrategy(5, [{"headers": [{"type": "Exact", "name": "a", "value": "1"}]},
                                    {"path": {"type": "PathPrefix", "value": "/b"},

@@ -215,6 +215,6 @@ def test_restore_objects_rendered_by_kruise():
 
 
 def test_stored_original_is_kruise_data_json_in_the_objects_own_order():
-    from engine.script_input import OriginalState, encode_original
+    from engine.routing.script_input import OriginalState, encode_original
     text = encode_original(OriginalState({"b": 1, "a": "<&>"}, {"z": "1", "a": "2"}, {}))
     assert text == '{"spec":{"b":1,"a":"<&>"},"labels":{"z":"1","a":"2"}}'

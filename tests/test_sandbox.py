@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import ScriptError
-from engine.sandbox import LuaSandbox, Script
+from engine.lua.sandbox import LuaSandbox, Script
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for engine.schemas: realistic documents pass, broken ones fail at the right path."""
+"""Tests for engine.checks.schemas: realistic documents pass, broken ones fail at the right path."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-import engine.schemas as schemas
-from engine.schemas import SCHEMA_NAMES, load_schema, schema_for, validator_for
+import engine.checks.schemas as schemas
+from engine.checks.schemas import SCHEMA_NAMES, load_schema, schema_for, validator_for
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1546,7 +1546,7 @@ def test_rollout_traffic_rejected(value):
 def test_schema_names_match_files():
     from importlib import resources
 
-    files = {p.name for p in resources.files("engine.schemas").iterdir() if p.name.endswith(".json")}
+    files = {p.name for p in resources.files("engine.checks.schemas").iterdir() if p.name.endswith(".json")}
     assert files == {f"{name}.json" for name in SCHEMA_NAMES}
 
 

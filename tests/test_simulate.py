@@ -1,4 +1,4 @@
-"""The request-routing simulator (engine/simulate*.py) and `graylane simulate`."""
+"""The request-routing simulator (engine/fulllink/simulate/) and `graylane simulate`."""
 from __future__ import annotations
 
 import json
@@ -8,13 +8,13 @@ import pytest
 import yaml
 from helpers import SAMPLES, run_graylane
 
-from engine.color import ColoringSpec, Condition, GatewayTarget, Rule, envoy_filter
+from engine.fulllink.color import ColoringSpec, Condition, GatewayTarget, Rule, envoy_filter
 from engine.documents import Document, parse_documents
-from engine.envoy import HttpRequest, parse_request
+from engine.fulllink.envoy import HttpRequest, parse_request
 from engine.errors import InvalidInputError
 from engine.inputs import read_documents, sandbox, script_library
-from engine.render import Engine
-from engine.simulate import (
+from engine.routing.render import Engine
+from engine.fulllink.simulate.simulator import (
     Options,
     check_expectations,
     parse_call,
@@ -23,8 +23,8 @@ from engine.simulate import (
     route_shares,
     simulate,
 )
-from engine.simulate_mesh import RouteContext, match_block, string_match
-from engine.simulate_report import text, to_data
+from engine.fulllink.simulate.mesh import RouteContext, match_block, string_match
+from engine.fulllink.simulate.report import text, to_data
 
 ENGINE = Engine(script_library(), sandbox())
 

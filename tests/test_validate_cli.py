@@ -192,7 +192,7 @@ def test_render_accepts_valid_builtin_output():
 def test_schema_draft_07_for_editors_gives_the_same_verdicts():
     from jsonschema import Draft7Validator, Draft202012Validator
     from test_analyzers import VALID_OF_EVERY_KIND
-    from engine.schemas import schema_for
+    from engine.checks.schemas import schema_for
 
     for body in VALID_OF_EVERY_KIND:
         name = schema_for(body["apiVersion"], body["kind"])

@@ -1,6 +1,6 @@
 """Validation: JSON Schemas plus the semantic analyzers, and the check render applies to script output.
 
-Pure: documents in, findings out. ``check_rendered`` is the :data:`engine.render.OutputCheck` hook that makes
+Pure: documents in, findings out. ``check_rendered`` is the :data:`engine.routing.render.OutputCheck` hook that makes
 ``render`` refuse an object a script made invalid (schema or route weights).
 """
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Any, Iterable, Iterator, Optional
 from jsonschema import ValidationError
 from jsonschema.exceptions import best_match
 
-from .analyzers import CODES, ERROR, Finding, analyze, describe, finding, path_of
-from .analyzers_istio import is_virtual_service, route_weights
-from .documents import Document
-from .errors import ValidationFailed
-from .schemas import schema_for, validator_for
+from engine.checks.analyzers import CODES, ERROR, Finding, analyze, describe, finding, path_of
+from engine.checks.analyzers.istio import is_virtual_service, route_weights
+from engine.documents import Document
+from engine.errors import ValidationFailed
+from engine.checks.schemas import schema_for, validator_for
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number",
                type(None): "null"}

@@ -4,11 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import inputs
-from .chain import generate, is_fulllink, specs_of
-from .cli import filename_option, script_options
-from .cmd_render import emit, engine_from_args
-from .errors import GraylaneError, InvalidInputError
+from engine.cli.options import filename_option, script_options
+from engine.cli.options import emit, engine_from_args
+from engine.errors import GraylaneError, InvalidInputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_chain(args: argparse.Namespace) -> int:
+    from engine import inputs
+    from engine.fulllink.chain import generate, is_fulllink, specs_of
     documents = inputs.read_documents(args.filename)
     specs = specs_of(documents)
     if not specs:

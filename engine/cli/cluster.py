@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from . import cmd_render, inputs
-from .cli import filename_option, script_options
-from .documents import Document, dump_json, dump_yaml
-from .errors import GraylaneError, InvalidInputError
-from .render import routing_plans
-from .strategy import is_routing_document
+from engine.cli.options import filename_option, script_options
+from engine.errors import GraylaneError, InvalidInputError
+
+if TYPE_CHECKING:
+    from engine.documents import Document
 
 
 def cluster_options(parser: argparse.ArgumentParser) -> None:
@@ -102,16 +101,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_controller(args: argparse.Namespace) -> int:
-    from .cluster.controller import run
+    from engine.cluster.controller import run
     return run(args)
 
 
 def connect(args: argparse.Namespace):
-    from .cluster.client import connect as connect_cluster
+    from engine.cluster.client import connect as connect_cluster
     return connect_cluster(args.kubeconfig, args.context)
 
 
 def _routing_documents(documents: list[Document], command: str) -> list[Document]:
+    from engine.routing.strategy import is_routing_document
     routing = [d for d in documents if is_routing_document(d)]
     others = [d for d in documents if not is_routing_document(d)]
     if others and routing:
@@ -133,6 +133,7 @@ def _print_outcomes(report, dry_run: Optional[str]) -> int:
 
 def diff(before: dict, after: dict, name: str) -> str:
     """A unified diff of what apply would change (labels, annotations, spec)."""
+    from engine.documents import dump_yaml
     def view(body: dict) -> list[str]:
         metadata = body.get("metadata") or {}
         shown = {"metadata": {k: metadata[k] for k in ("labels", "annotations") if k in metadata},
@@ -142,7 +143,10 @@ def diff(before: dict, after: dict, name: str) -> str:
 
 
 def run_apply(args: argparse.Namespace) -> int:
-    from .cluster.apply import Applier, targets_of
+    from engine import inputs
+    from engine.routing.render import routing_plans
+    import engine.cli.render as cmd_render
+    from engine.cluster.apply import Applier, targets_of
     if args.step is not None and args.step < 1:
         raise InvalidInputError("--step is 1-based and must be at least 1")
     documents = _routing_documents(inputs.read_documents(args.filename), "apply")
@@ -150,12 +154,16 @@ def run_apply(args: argparse.Namespace) -> int:
     engine = cmd_render.engine_from_args(args)
     cluster = connect(args)
     dry_run = None if args.dry_run == "none" else args.dry_run
-    applier = Applier(cluster, engine, cmd_render.output_check(args), dry_run)
+    applier = Applier(cluster, engine, cmd_render.check_rendered, dry_run)
     report = applier.apply(targets_of(plans, cluster, args.namespace))
     return _print_outcomes(report, dry_run)
 
 
 def run_restore(args: argparse.Namespace) -> int:
+    from engine import inputs
+    from engine.routing.render import routing_plans
+    from engine.routing.strategy import is_routing_document
+    import engine.cli.render as cmd_render
     documents = inputs.read_documents(args.filename)
     cluster_mode = args.cluster or (bool(documents) and all(is_routing_document(d) for d in documents))
     if not cluster_mode:
@@ -163,7 +171,7 @@ def run_restore(args: argparse.Namespace) -> int:
             print("note: restoring offline (the inputs hold network objects); --kubeconfig/--context/--namespace "
                   "are ignored; pass --cluster to restore in the cluster", file=sys.stderr)
         return cmd_render.run_restore(args, documents)
-    from .cluster.apply import Applier, targets_of
+    from engine.cluster.apply import Applier, targets_of
     plans = routing_plans(_routing_documents(documents, "restore --cluster"))
     cluster = connect(args)
     report = Applier(cluster).restore(targets_of(plans, cluster, args.namespace))
@@ -171,8 +179,11 @@ def run_restore(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from .cluster.apply import Applier, targets_of
-    from .cluster.client import TRAFFIC_ROUTING
+    from engine import inputs
+    from engine.documents import Document, dump_json, dump_yaml
+    from engine.routing.render import routing_plans
+    from engine.cluster.apply import Applier, targets_of
+    from engine.cluster.client import TRAFFIC_ROUTING
     if not args.names and not args.filename:
         raise InvalidInputError("give TrafficRouting names or -f FILE")
     documents = _routing_documents(inputs.read_documents(args.filename), "status") if args.filename else []

@@ -2,29 +2,19 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 import sys
 
-from . import inputs
-from .cli import filename_option
-from .chain import SPEC_LABEL, specs_of
-from .cmd_render import emit
-from .color import (
-    DEFAULT_BASE_VALUE,
-    DEFAULT_LANE_VALUE,
-    DEFAULT_NAMESPACE,
-    DEFAULT_SALT,
-    DEFAULT_SELECTOR,
-    ColoringSpec,
-    GatewayTarget,
-    check_spec,
-    envoy_filter,
-    generate_lua,
-    parse_rule_flag,
-)
-from .errors import InvalidInputError
+from engine.cli.options import filename_option
+from engine.cli.options import emit
+from engine.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from engine.fulllink.color import ColoringSpec, GatewayTarget
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from engine.fulllink.color import DEFAULT_BASE_VALUE, DEFAULT_LANE_VALUE, DEFAULT_NAMESPACE, DEFAULT_SALT
     parser = subparsers.add_parser(
         "color", help="generate the coloring EnvoyFilter (Lua) that puts requests into a lane at the gateway",
         description="Generate a networking.istio.io/v1alpha3 EnvoyFilter that inserts an envoy.filters.http.lua "
@@ -67,6 +57,7 @@ def _fail(message: str, where: str) -> InvalidInputError:
 
 
 def parse_selector(items: list) -> dict:
+    from engine.fulllink.color import DEFAULT_SELECTOR
     if not items:
         return dict(DEFAULT_SELECTOR)
     selector = {}
@@ -81,6 +72,7 @@ def parse_selector(items: list) -> dict:
 
 
 def from_flags(args: argparse.Namespace) -> tuple[ColoringSpec, GatewayTarget]:
+    from engine.fulllink.color import ColoringSpec, DEFAULT_BASE_VALUE, DEFAULT_LANE_VALUE, DEFAULT_NAMESPACE, DEFAULT_SALT, GatewayTarget, check_spec, parse_rule_flag
     if not args.lane_header:
         raise InvalidInputError("--lane-header is required (or take everything from a FullLinkGray spec with -f)")
     if args.no_default and args.default is not None:
@@ -97,6 +89,9 @@ def from_flags(args: argparse.Namespace) -> tuple[ColoringSpec, GatewayTarget]:
 
 
 def run_color(args: argparse.Namespace) -> int:
+    from engine import inputs
+    from engine.fulllink.chain import SPEC_LABEL, specs_of
+    from engine.fulllink.color import GatewayTarget, envoy_filter, generate_lua
     pairs: list[tuple] = []
     if args.filename:
         flags = [name for name, given in (("--lane-header", args.lane_header), ("--lane-value", args.lane_value),

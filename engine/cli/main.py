@@ -6,40 +6,21 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
-from .errors import GraylaneError
+from engine.errors import GraylaneError
 
 # Each module adds its subcommands with register(subparsers); a handler returns the exit status.
+# Command modules import the wings inside their handlers, so building the parser stays cheap.
 COMMAND_MODULES = [
-    "engine.cmd_render",
-    "engine.cmd_test",
-    "engine.cmd_cluster",  # after cmd_render: adds the cluster mode to its restore command
-    "engine.cmd_validate",
-    "engine.cmd_new",
-    "engine.cmd_plan",
-    "engine.cmd_color",
-    "engine.cmd_chain",
-    "engine.cmd_simulate",
+    "engine.cli.render",
+    "engine.cli.test",
+    "engine.cli.cluster",  # after render: adds the cluster mode to its restore command
+    "engine.cli.validate",
+    "engine.cli.new",
+    "engine.cli.plan",
+    "engine.cli.color",
+    "engine.cli.chain",
+    "engine.cli.simulate",
 ]
-
-
-def filename_option(parser: argparse.ArgumentParser, required: bool = True,
-                    help: str = "file, directory or - (stdin); repeatable") -> None:
-    """The -f/--filename input option every file-reading command shares (as kubectl's)."""
-    parser.add_argument("-f", "--filename", action="append", required=required, default=None if required else [],
-                        metavar="FILE", help=help)
-
-
-def script_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by every command that runs traffic-routing scripts."""
-    group = parser.add_argument_group("scripts")
-    group.add_argument("--lua-dir", action="append", default=[], metavar="DIR",
-                       help="directory of <group>/<Kind>/trafficRouting.lua scripts; wins over the built-ins "
-                            "(repeatable; also $GRAYLANE_LUA_PATH)")
-    group.add_argument("--lua-configmap", metavar="FILE",
-                       help="ConfigMap manifest with Kruise keys lua.traffic.routing.<Kind>.<group>")
-    group.add_argument("--timeout", type=float, metavar="SECONDS", help="time limit per script run (default 1)")
-    group.add_argument("--max-memory", type=int, metavar="MIB", help="memory limit per script run (default 64)")
-    group.add_argument("-v", "--verbose", action="store_true", help="show what scripts print() on stderr")
 
 
 def build_parser() -> argparse.ArgumentParser:

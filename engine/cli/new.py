@@ -4,9 +4,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import authoring
-from .documents import dump_json, dump_yaml
-
 
 def _match_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("matches (ANDed into one match; --or makes each its own match)")
@@ -70,20 +67,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _matches(args: argparse.Namespace) -> list[dict]:
+    import engine.routing.authoring as authoring
     return authoring.build_matches(authoring.MatchOptions(args.header, args.header_regex, args.query,
                                                           args.query_regex, args.path_prefix, args.any_of))
 
 
 def _modifier(args: argparse.Namespace):
+    import engine.routing.authoring as authoring
     return authoring.header_modifier(args.set_header, args.add_header, args.remove_header)
 
 
 def _emit(obj: dict, output: str, comment: str = "") -> None:
+    from engine.documents import dump_json, dump_yaml
     text = dump_json([obj]) if output == "json" else comment + dump_yaml([obj])
     sys.stdout.write(text)
 
 
 def run_new_trafficrouting(args: argparse.Namespace) -> int:
+    import engine.routing.authoring as authoring
     obj = authoring.traffic_routing(args.name, args.service, args.ref, _matches(args), args.weight, _modifier(args),
                                     args.namespace)
     _emit(obj, args.output)
@@ -91,6 +92,7 @@ def run_new_trafficrouting(args: argparse.Namespace) -> int:
 
 
 def run_new_rollout_steps(args: argparse.Namespace) -> int:
+    import engine.routing.authoring as authoring
     workload_kind = args.workload.split("/")[-2] if args.workload and "/" in args.workload else None
     canary = authoring.canary_strategy(args.service, args.ref, args.steps, _matches(args), _modifier(args),
                                        args.replicas, args.pause, extra_workload=workload_kind in (None, "Deployment"),

@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 import json
 import os
 import sys
 
-from . import inputs
-from .cli import filename_option, script_options
-from .cmd_render import engine_from_args, output_check
-from .documents import dump_yaml
-from .errors import InvalidInputError
-from .plan import StepPlan, colorize_diff, describe_strategy, kubectl_diff, percent, plan_steps
-from .render import render
+from engine.cli.options import filename_option, script_options
+from engine.cli.options import engine_from_args
+from engine.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from engine.routing.plan import StepPlan
 
 
 def _color_option(parser: argparse.ArgumentParser) -> None:
@@ -62,10 +62,14 @@ def _check_step(step) -> None:
 
 
 def run_diff(args: argparse.Namespace) -> int:
+    from engine import inputs
+    from engine.checks.validate import check_rendered
+    from engine.routing.plan import colorize_diff, kubectl_diff
+    from engine.routing.render import render
     args.error_exit_code = 2
     _check_step(args.step)
     documents = inputs.read_documents(args.filename)
-    text = kubectl_diff(render(documents, engine_from_args(args), args.step, output_check(args)))
+    text = kubectl_diff(render(documents, engine_from_args(args), args.step, check_rendered))
     sys.stdout.write(colorize_diff(text) if use_color(args.color) else text)
     return 1 if text else 0
 
@@ -83,6 +87,7 @@ def _routing_title(plan: StepPlan) -> str:
 
 
 def format_table(plans: list[StepPlan], color: bool) -> str:
+    from engine.routing.plan import StepPlan, colorize_diff, describe_strategy, percent
     groups: list[list[StepPlan]] = []
     for plan in plans:
         if groups and groups[-1][0].routing is plan.routing:
@@ -119,9 +124,13 @@ def format_table(plans: list[StepPlan], color: bool) -> str:
 
 
 def run_plan(args: argparse.Namespace) -> int:
+    from engine import inputs
+    from engine.checks.validate import check_rendered
+    from engine.documents import dump_yaml
+    from engine.routing.plan import plan_steps
     _check_step(args.step)
     documents = inputs.read_documents(args.filename)
-    plans = plan_steps(documents, engine_from_args(args), output_check(args), args.step)
+    plans = plan_steps(documents, engine_from_args(args), check_rendered, args.step)
     if args.output == "json":
         text = json.dumps([p.to_dict() for p in plans], indent=2, ensure_ascii=False) + "\n"
     elif args.output == "yaml":

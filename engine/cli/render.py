@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from . import inputs
-from .cli import filename_option, script_options
-from .documents import Document, dump_json, dump_yaml
-from .errors import InvalidInputError
-from .render import Engine, render, restore
-from .sandbox import stderr_printer
+from engine.cli.options import emit, engine_from_args, filename_option, script_options
+from engine.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from engine.documents import Document
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,37 +33,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     restore_parser.set_defaults(handler=run_restore)
 
 
-def engine_from_args(args: argparse.Namespace) -> Engine:
-    return Engine(inputs.script_library(args.lua_dir, args.lua_configmap),
-                  inputs.sandbox(args.timeout, args.max_memory),
-                  stderr_printer("script: ") if args.verbose else None)
-
-
-def emit(objects: list[dict], output: str) -> None:
-    sys.stdout.write(dump_json(objects) if output == "json" else dump_yaml(objects))
-
-
 def run_render(args: argparse.Namespace) -> int:
+    from engine import inputs
+    from engine.checks.validate import check_rendered
+    from engine.routing.render import render
     if args.step is not None and args.step < 1:
         raise InvalidInputError("--step is 1-based and must be at least 1")
     documents = inputs.read_documents(args.filename)
-    rendered = render(documents, engine_from_args(args), args.step, output_check(args))
+    rendered = render(documents, engine_from_args(args), args.step, check_rendered)
     emit([item.body for item in rendered], args.output)
     return 0
 
 
-def output_check(args: argparse.Namespace):
-    """The validation render applies to script output (schemas and analyzers), when available."""
-    try:
-        from .validate import check_rendered
-    except ImportError:
-        return None
-    return check_rendered
-
-
 def run_restore(args: argparse.Namespace, documents: Optional[list[Document]] = None) -> int:
-    """Offline restore. engine/cmd_cluster.py adds --cluster to this command and dispatches here (passing the
+    """Offline restore. engine/cli/cluster.py adds --cluster to this command and dispatches here (passing the
     documents it already read) unless the inputs hold only TrafficRoutings/Rollouts."""
+    from engine import inputs
+    from engine.routing.render import restore
     if documents is None:
         documents = inputs.read_documents(args.filename)
     restored, untouched = restore(documents)

@@ -5,13 +5,9 @@ import argparse
 import json
 import sys
 
-from . import inputs
-from .cli import filename_option, script_options
-from .cmd_render import engine_from_args
-from .envoy import parse_request
-from .errors import GraylaneError, InvalidInputError
-from .simulate import Options, parse_call, parse_expectation, rendered_state, simulate
-from .simulate_report import text, to_data
+from engine.cli.options import filename_option, script_options
+from engine.cli.options import engine_from_args
+from engine.errors import GraylaneError, InvalidInputError
 
 EXPECTATION_FAILED = 3
 
@@ -73,6 +69,7 @@ def _labels(items: list, flag: str) -> dict:
 
 
 def _calls(items: list, namespace: str) -> dict:
+    from engine.fulllink.simulate.simulator import parse_call
     graph: dict = {}
     for item in items:
         caller, sep, callees = item.partition("=")
@@ -84,6 +81,10 @@ def _calls(items: list, namespace: str) -> dict:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
+    from engine import inputs
+    from engine.fulllink.envoy import parse_request
+    from engine.fulllink.simulate.report import text, to_data
+    from engine.fulllink.simulate.simulator import Options, parse_expectation, rendered_state, simulate
     if args.step is not None and args.step < 1:
         raise InvalidInputError("--step is 1-based and must be at least 1")
     request = parse_request(args.request, args.header)

@@ -4,10 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import inputs
-from .errors import InvalidInputError
-from .harness import run_tree
-from .scripts import builtin_root
+from engine.errors import InvalidInputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_test(args: argparse.Namespace) -> int:
+    from engine import inputs
+    from engine.lua.scripts import builtin_root
+    from engine.routing.harness import run_tree
     sandbox = inputs.sandbox(args.timeout, args.max_memory)
     roots = [(Path(d), None) for d in args.dirs] or [(Path(str(builtin_root())), "builtin:")]
     passed = failed = 0

@@ -5,14 +5,12 @@ import argparse
 import json
 import sys
 
-from . import inputs
-from .cli import filename_option
-from .analyzers import CODES
-from .errors import InvalidInputError
-from .validate import draft07, has_errors, validate_documents
+from engine.cli.options import filename_option
+from engine.errors import InvalidInputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from engine.checks.codes import CODES
     codes = "; ".join(f"{c.code} {c.name}" for c in CODES.values())
     parser = subparsers.add_parser(
         "validate", help="check TrafficRoutings, Rollouts and Istio objects (JSON Schemas + analyzers)",
@@ -41,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    from engine import inputs
+    from engine.checks.codes import CODES
+    from engine.checks.validate import has_errors, validate_documents
     ignore = [code.strip() for item in args.ignore for code in item.split(",") if code.strip()]
     unknown = [code for code in ignore if code.upper() not in CODES]
     if unknown:
@@ -64,7 +65,8 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_schema(args: argparse.Namespace) -> int:
-    from .schemas import SCHEMA_NAMES, SCHEMAS_BY_API_VERSION_KIND, load_schema
+    from engine.checks.validate import draft07
+    from engine.checks.schemas import SCHEMA_NAMES, SCHEMAS_BY_API_VERSION_KIND, load_schema
 
     if not args.name:
         covered: dict[str, list[str]] = {}

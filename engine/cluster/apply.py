@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Optional
 
-from ..documents import Document
-from ..errors import ClusterError, GraylaneError, InvalidInputError
-from ..render import Engine, OutputCheck
-from ..script_input import ORIGINAL_ANNOTATION, apply_result, encode_original, original_of, restore_body
-from ..scripts import resource_key
-from ..strategy import RoutingPlan, TrafficStrategy
-from .client import Cluster, Conflict, Resource
+from engine.documents import Document
+from engine.errors import ClusterError, GraylaneError, InvalidInputError
+from engine.routing.render import Engine, OutputCheck
+from engine.routing.script_input import ORIGINAL_ANNOTATION, apply_result, encode_original, original_of, restore_body
+from engine.lua.scripts import resource_key
+from engine.routing.strategy import RoutingPlan, TrafficStrategy
+from engine.cluster.client import Cluster, Conflict, Resource
 
 MAX_ATTEMPTS = 6
 BACKOFF_BASE = 0.05  # seconds; doubles per conflict, with jitter, capped at BACKOFF_CAP

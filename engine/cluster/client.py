@@ -21,7 +21,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from ..errors import ClusterError, InvalidInputError
+from engine.errors import ClusterError, InvalidInputError
 
 FIELD_MANAGER = "graylane"
 REQUEST_TIMEOUT = (10, 60)  # connect, read (seconds)

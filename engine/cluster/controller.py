@@ -34,15 +34,15 @@ from typing import Optional
 
 import yaml
 
-from .. import inputs
-from ..documents import Document
-from ..errors import GraylaneError, InvalidInputError
-from ..render import Engine
-from ..scripts import ScriptLibrary, builtin_layer, configmap_layer, directory_layer, lua_path_from_env
-from ..strategy import TrafficStrategy, plan
-from .apply import Applier, Report, Target, targets_of
-from .client import TRAFFIC_ROUTING, Cluster, Conflict, NotFound, connect
-from .runtime import ReleasableLeaseLock, WorkQueue, informer_for, start_leader_election
+from engine import inputs
+from engine.documents import Document
+from engine.errors import GraylaneError, InvalidInputError
+from engine.routing.render import Engine
+from engine.lua.scripts import ScriptLibrary, builtin_layer, configmap_layer, directory_layer, lua_path_from_env
+from engine.routing.strategy import TrafficStrategy, plan
+from engine.cluster.apply import Applier, Report, Target, targets_of
+from engine.cluster.client import TRAFFIC_ROUTING, Cluster, Conflict, NotFound, connect
+from engine.cluster.runtime import ReleasableLeaseLock, WorkQueue, informer_for, start_leader_election
 
 FINALIZER = "graylane.io/restore"
 INITIAL, HEALTHY, PROGRESSING, FINALIZING, TERMINATING = (
@@ -425,7 +425,7 @@ def _configmap_ref(value: Optional[str], default_namespace: str) -> Optional[tup
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cmd_render import output_check
+    from engine.checks.validate import check_rendered
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
@@ -439,7 +439,7 @@ def run(args: argparse.Namespace) -> int:
                       scripts_configmap=_configmap_ref(args.scripts_configmap, own_namespace),
                       lua_dirs=tuple(args.lua_dir), timeout=args.timeout, max_memory=args.max_memory,
                       workers=max(1, args.workers), drift_interval=args.drift_interval, resync=args.resync)
-    controller = Controller(cluster, options, output_check(args))
+    controller = Controller(cluster, options, check_rendered)
     finished = threading.Event()
     exit_code = {"value": 0}
 

@@ -24,7 +24,7 @@ from kubernetes.informer import ADDED, DELETED, ERROR, MODIFIED, SharedInformer
 from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
-from .client import Cluster, Resource
+from engine.cluster.client import Cluster, Resource
 
 log = logging.getLogger("graylane.controller")
 

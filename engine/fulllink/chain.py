@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .color import (
+from engine.fulllink.color import (
     DEFAULT_LANE_VALUE,
     DEFAULT_NAMESPACE,
     DEFAULT_SELECTOR,
@@ -26,14 +26,14 @@ from .color import (
     envoy_filter,
     parse_coloring,
 )
-from .documents import Document
-from .fields import as_list as _list
-from .fields import as_map as _map
-from .fields import as_string as _string
-from .errors import InvalidInputError
-from .hosts import service_key
-from .render import Engine, Rendered, render
-from .strategy import is_rollout, is_traffic_routing
+from engine.documents import Document
+from engine.fields import as_list as _list
+from engine.fields import as_map as _map
+from engine.fields import as_string as _string
+from engine.errors import InvalidInputError
+from engine.routing.hosts import service_key
+from engine.routing.render import Engine, Rendered, render
+from engine.routing.strategy import is_rollout, is_traffic_routing
 
 API_VERSION = "graylane.io/v1alpha1"
 KIND = "FullLinkGray"

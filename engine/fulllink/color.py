@@ -7,7 +7,7 @@ the gray lane; ``existing="trust"`` keeps it instead.
 
 Every user value reaches the Lua source only through :func:`lua_string` (a double-quoted literal in
 which every byte outside printable ASCII, quotes and backslashes is a ``\\ddd`` escape), and regexes only
-as tables of numbers (see :mod:`engine.color_regex`), so no input can break out of a string.
+as tables of numbers (see :mod:`engine.fulllink.color_regex`), so no input can break out of a string.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from .color_regex import LUA_MATCHER, RegexError, lua_program
+from engine.fulllink.color_regex import LUA_MATCHER, RegexError, lua_program
 
 LUA_FILTER_NAME = "envoy.filters.http.lua"
 LUA_TYPE_URL = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"

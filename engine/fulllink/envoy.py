@@ -16,8 +16,8 @@ from importlib import resources
 from typing import Optional
 from urllib.parse import urlsplit
 
-from .errors import InvalidInputError, ScriptError
-from .sandbox import LuaSandbox, Script
+from engine.errors import InvalidInputError, ScriptError
+from engine.lua.sandbox import LuaSandbox, Script
 
 PSEUDO_HEADERS = (":authority", ":path", ":method", ":scheme")
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
@@ -148,7 +148,7 @@ class EnvoyLuaEmulator:
 
     def __init__(self, timeout: float = 1.0, max_memory: int = 64 * 1024 * 1024):
         self.sandbox = LuaSandbox(timeout=timeout, max_memory=max_memory, runtime="luajit")
-        source = resources.files("engine").joinpath("envoy_emulation.lua").read_text(encoding="utf-8")
+        source = resources.files("engine.fulllink").joinpath("envoy_emulation.lua").read_text(encoding="utf-8")
         self.driver = Script("envoy-emulation", source, "builtin:envoy_emulation.lua")
 
     def on_request(self, code: str, request: HttpRequest, origin: str = "inlineCode",

@@ -1,4 +1,4 @@
--- Trusted driver for engine/envoy.py: emulates Envoy's HTTP Lua filter request API (envoy.filters.http.lua)
+-- Trusted driver for engine/fulllink/envoy.py: emulates Envoy's HTTP Lua filter request API (envoy.filters.http.lua)
 -- closely enough to run coloring scripts, inside graylane's sandbox on LuaJIT (Envoy embeds LuaJIT).
 --
 -- obj = {code = <inlineCode>, request = {headers = {{name, value}, ...}, protocol = ..., remoteAddress = ...,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import InvalidInputError
+from engine.errors import InvalidInputError
 
 
 def to_tokens(value: Any) -> list:

@@ -1,4 +1,4 @@
--- Trusted host side of the sandbox, loaded once per runtime by engine/sandbox.py.
+-- Trusted host side of the sandbox, loaded once per runtime by engine/lua/sandbox.py.
 -- Scripts never see these locals: they run with an environment that only holds the safe base functions,
 -- read-only string/table/math/json libraries and `obj`.
 local type, pairs, ipairs, next, select, unpack, tostring, error = type, pairs, ipairs, next, select, unpack, tostring, error
@@ -10,7 +10,7 @@ local collectgarbage = collectgarbage
 if jit then jit.off() end
 
 ---------------------------------------------------------------------------------------------------
--- Python -> Lua: a flat token list made by engine/convert.py. A negative number -n-1 opens a map of
+-- Python -> Lua: a flat token list made by engine/lua/convert.py. A negative number -n-1 opens a map of
 -- n entries (key, value ...), a positive number n+1 opens a list of n items, 0 is null, and 0.5
 -- escapes the number that follows. Maps remember their key order and empty lists remember that they
 -- were lists, so that whatever a script does not touch comes back exactly as it went in.

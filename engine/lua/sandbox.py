@@ -18,8 +18,8 @@ from typing import Any, Callable, Optional
 import lupa.lua51 as lua51
 import lupa.luajit21 as luajit21
 
-from .convert import to_tokens
-from .errors import ScriptError
+from engine.lua.convert import to_tokens
+from engine.errors import ScriptError
 
 DEFAULT_TIMEOUT = 1.0
 DEFAULT_MAX_MEMORY = 64 * 1024 * 1024
@@ -72,7 +72,7 @@ class LuaSandbox:
         self._runtime = self._lua.LuaRuntime(register_eval=False, register_builtins=False,
                                              unpack_returned_tuples=True, attribute_filter=_no_attributes,
                                              max_memory=0 if runtime == "lua51" else None)
-        prelude = resources.files("engine").joinpath("sandbox.lua").read_text(encoding="utf-8")
+        prelude = resources.files("engine.lua").joinpath("sandbox.lua").read_text(encoding="utf-8")
         host = self._runtime.execute(prelude)
         self._run, self._compile = host["run"], host["compile"]
         # Nothing Python-side stays reachable from Lua globals once the host module is loaded.

@@ -16,8 +16,8 @@ from typing import Iterable, Iterator, Optional
 
 import yaml
 
-from .errors import InvalidInputError, ScriptNotFoundError
-from .sandbox import Script
+from engine.errors import InvalidInputError, ScriptNotFoundError
+from engine.lua.sandbox import Script
 
 SCRIPT_FILE = "trafficRouting.lua"
 INGRESS_DIR = "trafficrouting_ingress"

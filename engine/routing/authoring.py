@@ -9,9 +9,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .analyzers import re2_error
-from .errors import InvalidInputError
-from .strategy import MAX_MATCHES
+from engine.regexes import re2_error
+from engine.errors import InvalidInputError
+from engine.routing.strategy import MAX_MATCHES
 
 ISTIO_V1BETA1 = "networking.istio.io/v1beta1"
 

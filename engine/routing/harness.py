@@ -13,13 +13,13 @@ from typing import Optional, Union
 
 import yaml
 
-from .documents import Document, dump_yaml, load_yaml_text
-from .errors import GraylaneError
-from .render import network_result
-from .sandbox import LuaSandbox, Script
-from .script_input import OriginalState, build_script_input, original_of
-from .scripts import SCRIPT_FILE
-from .strategy import plan, rollout_steps
+from engine.documents import Document, dump_yaml, load_yaml_text
+from engine.errors import GraylaneError
+from engine.routing.render import network_result
+from engine.lua.sandbox import LuaSandbox, Script
+from engine.routing.script_input import OriginalState, build_script_input, original_of
+from engine.lua.scripts import SCRIPT_FILE
+from engine.routing.strategy import plan, rollout_steps
 
 CASE_SUFFIXES = (".yaml", ".yml")
 

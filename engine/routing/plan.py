@@ -1,6 +1,6 @@
 """Per-step plans and diffs: what each step of a Rollout (or a TrafficRouting) does to the network objects.
 
-Pure: renders with :func:`engine.render.render` (the real scripts) and describes the result; no I/O.
+Pure: renders with :func:`engine.routing.render.render` (the real scripts) and describes the result; no I/O.
 """
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .analyzers import as_list, as_map
-from .documents import Document, dump_yaml
-from .hosts import same_service, service_key
-from .render import Engine, OutputCheck, Rendered, render
-from .script_input import ORIGINAL_ANNOTATION, original_of, restore_body
-from .errors import InvalidInputError
-from .strategy import RouteTarget, TrafficStrategy, is_routing_document, is_rollout, plan, rollout_steps
+from engine.fields import list_or_empty as as_list
+from engine.fields import map_or_empty as as_map
+from engine.documents import Document, dump_yaml
+from engine.routing.hosts import same_service, service_key
+from engine.routing.render import Engine, OutputCheck, Rendered, render
+from engine.routing.script_input import ORIGINAL_ANNOTATION, original_of, restore_body
+from engine.errors import InvalidInputError
+from engine.routing.strategy import RouteTarget, TrafficStrategy, is_routing_document, is_rollout, plan, rollout_steps
 
 PROTOCOLS = ("http", "tcp", "tls")
 

@@ -9,13 +9,13 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from .documents import Document
-from .errors import InvalidInputError, ScriptError
-from .sandbox import LuaSandbox, Script
-from .script_input import (ORIGINAL_ANNOTATION, OriginalState, apply_result, build_ingress_input,
+from engine.documents import Document
+from engine.errors import InvalidInputError, ScriptError
+from engine.lua.sandbox import LuaSandbox, Script
+from engine.routing.script_input import (ORIGINAL_ANNOTATION, OriginalState, apply_result, build_ingress_input,
                            build_script_input, encode_original, original_of, restore_body)
-from .scripts import ScriptLibrary, ingress_key, resource_key
-from .strategy import RoutingPlan, TrafficStrategy, is_routing_document, plan
+from engine.lua.scripts import ScriptLibrary, ingress_key, resource_key
+from engine.routing.strategy import RoutingPlan, TrafficStrategy, is_routing_document, plan
 
 OutputCheck = Callable[[Document, dict], None]
 

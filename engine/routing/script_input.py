@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .strategy import TrafficStrategy
+from engine.routing.strategy import TrafficStrategy
 
 ORIGINAL_ANNOTATION = "rollouts.kruise.io/original-spec-configuration"
 

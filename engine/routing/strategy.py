@@ -9,10 +9,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .documents import Document
-from .fields import as_list as _list
-from .fields import as_map as _map
-from .fields import as_string as _string
+from engine.documents import Document
+from engine.fields import as_list as _list
+from engine.fields import as_map as _map
+from engine.fields import as_string as _string
 
 ROLLOUTS_GROUP = "rollouts.kruise.io"
 HEADER_TYPES = ("Exact", "RegularExpression")

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Optional
 
-from .analyzers import (ISTIO, Finding, as_list, as_map, finding, is_int, is_kind, join, re2_error,
+from engine.checks.analyzers.common import (ISTIO, Finding, as_list, as_map, finding, is_int, is_kind, join, re2_error,
                         re2_fullmatch)
-from .documents import Document
-from .hosts import fqdn, service_key
+from engine.documents import Document
+from engine.routing.hosts import fqdn, service_key
 
 PROTOCOLS = ("http", "tcp", "tls")
 STRING_MATCH_TYPES = ("exact", "prefix", "regex")

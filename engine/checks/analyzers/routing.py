@@ -4,12 +4,12 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator, Optional
 
-from .analyzers import (KRUISE, Finding, as_list, as_map, find_objects, finding, is_int, is_kind, join,
+from engine.checks.analyzers.common import (KRUISE, Finding, as_list, as_map, find_objects, finding, is_int, is_kind, join,
                         re2_error)
-from .analyzers_istio import destinations, is_destination_rule, is_virtual_service, rule_covers_host
-from .documents import Document
-from .hosts import service_key
-from .strategy import HEADER_TYPES, MAX_MATCHES, PATH_TYPES
+from engine.checks.analyzers.istio import destinations, is_destination_rule, is_virtual_service, rule_covers_host
+from engine.documents import Document
+from engine.routing.hosts import service_key
+from engine.routing.strategy import HEADER_TYPES, MAX_MATCHES, PATH_TYPES
 
 _PERCENT = re.compile(r"^\s*(\d+)\s*%\s*$")
 CANARY_SUBSET = "canary"  # the subset the built-in (and Kruise's) Istio scripts route to in subset mode

@@ -4,7 +4,7 @@ The schemas live next to this module as ``<name>.json`` package data and are alw
 :mod:`importlib.resources` (never relative to the working directory). This module only returns
 data: it raises no custom errors; validating a document is left to the caller, e.g.::
 
-    from engine.schemas import schema_for, validator_for
+    from engine.checks.schemas import schema_for, validator_for
 
     name = schema_for(doc["apiVersion"], doc["kind"])
     if name is not None:

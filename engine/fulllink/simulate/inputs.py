@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .chain import Call, pod_template_labels, specs_of
-from .color import LANE_HEADER_ANNOTATION
-from .documents import Document
-from .errors import InvalidInputError
-from .hosts import service_key
-from .render import Engine, render
-from .simulate_mesh import Mesh, Workload, labels_of, selects
-from .strategy import is_rollout, is_traffic_routing
+from engine.fulllink.chain import Call, pod_template_labels, specs_of
+from engine.fulllink.color import LANE_HEADER_ANNOTATION
+from engine.documents import Document
+from engine.errors import InvalidInputError
+from engine.routing.hosts import service_key
+from engine.routing.render import Engine, render
+from engine.fulllink.simulate.mesh import Mesh, Workload, labels_of, selects
+from engine.routing.strategy import is_rollout, is_traffic_routing
 
 CALLS_ANNOTATION = "graylane.io/calls"
 PROPAGATE_ANNOTATION = "graylane.io/propagate-headers"

@@ -1,7 +1,7 @@
 """The simulator's view of a mesh: Services, pods (from workload templates), Gateways, VirtualServices,
 DestinationRules and coloring EnvoyFilters, and how Istio matches a request against them. Pure.
 
-Host names use :mod:`engine.hosts` (short, namespaced and FQDN forms of one service are equal).
+Host names use :mod:`engine.routing.hosts` (short, namespaced and FQDN forms of one service are equal).
 """
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 from urllib.parse import unquote_plus
 
-from .color import LUA_TYPE_URL
-from .color_regex import RegexError, re2_compile
-from .documents import Document
-from .envoy import HttpRequest
-from .hosts import fqdn, host_matches, is_service_host, service_key
+from engine.fulllink.color import LUA_TYPE_URL
+from engine.fulllink.color_regex import RegexError, re2_compile
+from engine.documents import Document
+from engine.fulllink.envoy import HttpRequest
+from engine.routing.hosts import fqdn, host_matches, is_service_host, service_key
 
 WORKLOAD_KINDS = {
     ("apps", "Deployment"), ("apps", "StatefulSet"), ("apps", "DaemonSet"), ("apps", "ReplicaSet"),

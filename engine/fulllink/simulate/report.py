@@ -4,8 +4,8 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any, Optional
 
-from .simulate_trace import Arrival, ColoringStep, Hop, Trace
-from .simulate_trace import percent as _percent
+from engine.fulllink.simulate.trace import Arrival, ColoringStep, Hop, Trace
+from engine.fulllink.simulate.trace import percent as _percent
 
 STATUS_TEXT = {0: "no answer", 200: "served", 301: "redirect", 404: "404 no route", 502: "left the mesh",
                503: "503"}

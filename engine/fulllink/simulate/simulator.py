@@ -2,7 +2,7 @@
 DestinationRules and pods? Pure: documents and a request in, a :class:`Trace` out.
 
 At the ingress gateway the coloring Lua of the EnvoyFilters that apply there runs in the Envoy emulation
-(:mod:`engine.envoy`) and its header changes are applied. At each hop the VirtualService bound to the proxy
+(:mod:`engine.fulllink.envoy`) and its header changes are applied. At each hop the VirtualService bound to the proxy
 and host is chosen, its first matching http rule decides, and every destination (with its exact weight
 share) is resolved through the DestinationRule subset and the Service selector to the workloads whose pods
 serve it (none: 503 "no healthy upstream"). Each serving workload then makes the calls of the call graph;
@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Optional
 
-from .chain import Call
-from .documents import Document
-from .envoy import EnvoyLuaEmulator, HttpRequest, shared_emulator
-from .errors import InvalidInputError
-from .hosts import fqdn, is_service_host, service_key
-from .simulate_inputs import (
+from engine.fulllink.chain import Call
+from engine.documents import Document
+from engine.fulllink.envoy import EnvoyLuaEmulator, HttpRequest, shared_emulator
+from engine.errors import InvalidInputError
+from engine.routing.hosts import fqdn, is_service_host, service_key
+from engine.fulllink.simulate.inputs import (
     CALLS_ANNOTATION,
     PROPAGATE_ANNOTATION,
     call_graph,
@@ -30,14 +30,14 @@ from .simulate_inputs import (
     rendered_state,
     rollout_workloads,
 )
-from .simulate_mesh import (
+from engine.fulllink.simulate.mesh import (
     Mesh,
     RouteContext,
     labels_of,
     rule_label,
     select_rule,
 )
-from .simulate_trace import (
+from engine.fulllink.simulate.trace import (
     Arrival,
     ColoringStep,
     Expectation,

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Optional
 
-from .envoy import HttpRequest
-from .errors import InvalidInputError
-from .hosts import service_key
-from .simulate_mesh import Workload
+from engine.fulllink.envoy import HttpRequest
+from engine.errors import InvalidInputError
+from engine.routing.hosts import service_key
+from engine.fulllink.simulate.mesh import Workload
 
 
 @dataclass

@@ -1,0 +1,24 @@
+"""Semantic analyzers, each finding with a stable code (as istioctl analyze): ``analyze(documents)``.
+
+``common`` holds the finding type, the code table and shared helpers; ``istio`` checks VirtualServices and
+DestinationRules, ``routing`` TrafficRoutings and Rollouts. Both import ``common``, never each other's caller.
+"""
+from __future__ import annotations
+
+from engine.checks.analyzers import istio, routing
+from engine.checks.analyzers.common import (CODES, ERROR, WARNING, Code, Finding, describe, duplicate_objects,
+                                            finding, path_of)
+from engine.documents import Document
+
+__all__ = ["CODES", "ERROR", "WARNING", "Code", "Finding", "analyze", "describe", "finding", "path_of"]
+
+
+def analyze(documents: list[Document]) -> list[Finding]:
+    """Every analyzer over ``documents`` (single-object and cross-object checks)."""
+    findings = duplicate_objects(documents)
+    for document in documents:
+        findings.extend(istio.analyze_document(document))
+        findings.extend(routing.analyze_document(document))
+    findings.extend(istio.analyze_subsets(documents))
+    findings.extend(routing.analyze_references(documents))
+    return findings

@@ -1,0 +1,52 @@
+"""The finding codes: data only, so the command line can list them without loading the analyzers."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Code:
+    code: str
+    name: str
+    severity: str
+    summary: str
+
+
+#: Every finding code graylane emits. Codes are stable: never renumbered or reused.
+CODES: dict[str, Code] = {c.code: c for c in (
+    Code("GL0001", "SchemaViolation", ERROR, "the document does not match the JSON Schema of its kind "
+         "(unknown field, wrong type, missing required field, ...)"),
+    Code("GL0002", "DuplicateObject", ERROR, "the same object (group, kind, namespace, name) appears more than once "
+         "in the inputs"),
+    Code("GL0101", "WeightSum", ERROR, "the route weights of an http/tcp/tls rule do not sum to 100"),
+    Code("GL0102", "WeightRange", ERROR, "a weight or traffic percentage is not an integer from 0 to 100"),
+    Code("GL0103", "MatchType", ERROR, "a match type is outside the enum (Kruise: Exact, PathPrefix, "
+         "RegularExpression; Istio StringMatch: exact, prefix, regex)"),
+    Code("GL0104", "TooManyMatches", ERROR, "more than 16 matches in a strategy or step, or more than 16 headers/"
+         "query parameters in one match"),
+    Code("GL0105", "HeaderNameNotLowercase", WARNING, "a matched header name is not lowercase (HTTP header names are "
+         "case-insensitive; Envoy compares them in lowercase)"),
+    Code("GL0106", "InvalidRegex", ERROR, "a regular expression is not valid RE2 syntax (Envoy rejects backreferences, "
+         "lookarounds, possessive quantifiers, ...)"),
+    Code("GL0107", "UnreachableRule", WARNING, "an http rule (or one of its matches) can never match: an earlier rule "
+         "without match, or with a broader match, catches every such request first"),
+    Code("GL0201", "SubsetNotFound", ERROR, "a VirtualService destination subset is not defined by the "
+         "DestinationRule of that host"),
+    Code("GL0202", "DestinationRuleNotFound", WARNING, "a VirtualService destination names a subset, but no "
+         "DestinationRule for that host is among the inputs"),
+    Code("GL0203", "DuplicateSubset", ERROR, "two subsets of a DestinationRule have the same name"),
+    Code("GL0204", "SubsetWithoutLabels", WARNING, "a DestinationRule subset has no labels, so it selects every pod "
+         "of the service (stable and canary alike)"),
+    Code("GL0301", "NetworkRefNotFound", ERROR, "a TrafficRouting/Rollout references a network object "
+         "(customNetworkRefs, ingress) that is not among the inputs"),
+    Code("GL0302", "ServiceNotRouted", ERROR, "a TrafficRouting/Rollout service is not a destination host of the "
+         "VirtualService it references"),
+    Code("GL0303", "DestinationRuleHostMismatch", WARNING, "a DestinationRule referenced by a TrafficRouting/Rollout "
+         "is for another host than its service"),
+    Code("GL0304", "CanarySubsetUndefined", WARNING, "a TrafficRouting (or a Rollout with "
+         "disableGenerateCanaryService) routes to the service's subset \"canary\", but no DestinationRule of the "
+         "service is referenced or defines that subset (requests to it would fail with 503)"),
+)}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Build one peer program (tests/peers/<name>/: our Go source importing a peer's published module) for the
+# parity and oracle tests, or "all" of them plus kube-apiserver/etcd (what the test session starts in the
+# background).
+#
+# Binaries go to $GRAYLANE_CACHE/bin/<name>-<hash of the sources>, so a source change rebuilds and an existing
+# build is reused at once. Every Go compile holds $GRAYLANE_CACHE/build.lock (one build at a time on a small
+# machine; tests that need a binary wait on it), and all builds share Go's module and build caches.
+#
+# stdout: the binary's path; build chatter on stderr.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+CACHE="${GRAYLANE_CACHE:-$HOME/.cache/graylane}"
+BIN="$CACHE/bin"
+log() { echo "[build $(date +%T)] $*" >&2; }
+
+if [[ "${1:-}" == "all" ]]; then
+  # kube-apiserver and etcd first (e2e), then each peer; a failure is reported and left to the test that needs it.
+  bash "$here/../e2e/build-apiserver.sh" >/dev/null || log "kube-apiserver/etcd build failed"
+  for dir in "$here"/*/; do
+    [[ -f "$dir/go.mod" ]] || continue
+    bash "$0" "$(basename "$dir")" >/dev/null || log "$(basename "$dir") build failed"
+  done
+  exit 0
+fi
+
+name="${1:?usage: build.sh <peer name>|all}"
+src="$here/$name"
+[[ -f "$src/go.mod" ]] || { log "no Go module in $src"; exit 2; }
+hash="$(cd "$src" && cat go.mod go.sum $(find . -name '*.go' | LC_ALL=C sort) 2>/dev/null | sha256sum | cut -c1-12)"
+out="$BIN/$name-$hash"
+if [[ -x "$out" ]]; then echo "$out"; exit 0; fi
+
+mkdir -p "$BIN"
+exec 9>"$CACHE/build.lock"
+if ! flock -n 9; then log "waiting for another Go build to finish (first builds take minutes)"; flock 9; fi
+if [[ -x "$out" ]]; then echo "$out"; exit 0; fi
+
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false"
+start=$SECONDS
+log "building peer '$name' (the first, cold build downloads modules and takes minutes)"
+work="$CACHE/src/$name"
+rm -rf "$work" && mkdir -p "$work" && cp -r "$src"/. "$work"/  # go may rewrite go.sum: never in the repo
+(cd "$work" && go build -trimpath -ldflags "-s -w" -o "$out.tmp" .) >&2
+mv "$out.tmp" "$out"
+log "peer '$name' built in $((SECONDS - start))s"
+echo "$out"
