@@ -5,8 +5,7 @@ import argparse
 from typing import TYPE_CHECKING
 import sys
 
-from engine.cli.options import filename_option
-from engine.cli.options import emit
+from engine.cli.options import emit, filename_option, object_output_option
 from engine.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -48,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="gateway pod label for workloadSelector (repeatable; default istio=ingressgateway; "
                              "--selector '' for none)")
     parser.add_argument("--lua", action="store_true", help="print only the Lua code")
-    parser.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    object_output_option(parser)
     parser.set_defaults(handler=run_color)
 
 

@@ -70,6 +70,17 @@ class StepPlan:
         }
 
 
+def group_by_routing(plans: list[StepPlan]) -> list[list[StepPlan]]:
+    """Consecutive plans of one TrafficRouting or Rollout together (its steps, in order)."""
+    groups: list[list[StepPlan]] = []
+    for plan in plans:
+        if groups and groups[-1][0].routing is plan.routing:
+            groups[-1].append(plan)
+        else:
+            groups.append([plan])
+    return groups
+
+
 def _number(value: float) -> Any:
     return int(value) if float(value).is_integer() else round(value, 2)
 
