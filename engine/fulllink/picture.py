@@ -80,7 +80,7 @@ def _arrival_node(arrival: Arrival, column: int, selectors: list[dict]) -> Node:
     lane = lane_of(arrival, selectors)
     title = _service_name(arrival.service or arrival.destination)
     if arrival.subset:
-        title += f"  (subset {arrival.subset})"
+        title += f" (subset {arrival.subset})"
     if lane == "error":
         lines = [f"{arrival.status or 'no answer'}: {arrival.reason}"]
     else:

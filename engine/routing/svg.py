@@ -14,6 +14,7 @@ ERROR_COLOR = "#e03131"   # red: no pod served the request (404, 503, ...)
 OTHER_COLOR = "#adb5bd"   # neutral: traffic to neither (another service)
 INK = "#212529"           # text, lines
 MUTED = "#868e96"         # secondary text
+FRAME = "#ced4da"         # the 1-pixel frame of every picture (its top-left pixel marks the picture's origin)
 FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
 LANE_COLORS = {"base": BASE_COLOR, "gray": GRAY_COLOR, "error": ERROR_COLOR, "other": OTHER_COLOR}
 
@@ -49,7 +50,8 @@ def clip(content: str, width_px: float, size: int = 12) -> str:
 def svg(width: float, height: float, body: Iterable[str], title: str) -> str:
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{number(width)}" height="{number(height)}" '
             f'viewBox="0 0 {number(width)} {number(height)}" role="img" aria-label="{attr(title)}">\n'
-            f'<rect width="100%" height="100%" fill="#ffffff"/>\n' + "\n".join(body) + "\n</svg>")
+            f'<rect x="0.5" y="0.5" width="{number(width - 1)}" height="{number(height - 1)}" fill="#ffffff" '
+            f'stroke="{FRAME}"/>\n' + "\n".join(body) + "\n</svg>")
 
 
 def legend(x: float, y: float, items: list[tuple[str, str]]) -> list[str]:
