@@ -29,8 +29,8 @@ class Progress:
         if not self.enabled:
             return
         now = time.monotonic()
-        if not force and now - self._last < self.interval and (self.total is None or self.done < self.total):
-            return
+        if not force and self.done > 1 and now - self._last < self.interval and self.done != self.total:
+            return  # at most one redraw per interval (the first item and the last are always shown)
         self._last = now
         count = f"{self.done}/{self.total}" if self.total is not None else str(self.done)
         line = f"{self.what}: {count}" + (f" {item}" if item else "")

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from engine.fulllink.color import DEFAULT_BASE_VALUE, DEFAULT_LANE_VALUE, DEFAULT_NAMESPACE, DEFAULT_SALT
+    from engine.fulllink.defaults import DEFAULT_BASE_VALUE, DEFAULT_LANE_VALUE, DEFAULT_NAMESPACE, DEFAULT_SALT
     parser = subparsers.add_parser(
         "color", help="generate the coloring EnvoyFilter (Lua) that puts requests into a lane at the gateway",
         description="Generate a networking.istio.io/v1alpha3 EnvoyFilter that inserts an envoy.filters.http.lua "

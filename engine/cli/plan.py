@@ -125,7 +125,9 @@ def run_plan(args: argparse.Namespace) -> int:
     from engine.routing.plan import plan_steps
     _check_step(args.step)
     documents = read_inputs(args)
-    plans = plan_steps(documents, engine_from_args(args), check_rendered, args.step)
+    from engine.progress import Progress
+    with Progress("planning steps") as progress:
+        plans = plan_steps(documents, engine_from_args(args), check_rendered, args.step, progress.advance)
     if args.output == "json":
         text = json.dumps([p.to_dict() for p in plans], indent=2, ensure_ascii=False) + "\n"
     elif args.output == "yaml":
