@@ -5,26 +5,14 @@ elsewhere they skip with the reason.
 """
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-import pytest
+from helpers import installed_program
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
          "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--force-device-scale-factor=1"]
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        message = "no chromium on PATH (Debian package chromium; .ci/run installs it)"
-        if os.environ.get("GRAYLANE_REQUIRE_E2E"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return found
 
 
 def screenshot(page: Path, width: int, height: int):
@@ -34,7 +22,7 @@ def screenshot(page: Path, width: int, height: int):
     with tempfile.TemporaryDirectory() as profile:
         png = Path(profile) / "shot.png"
         completed = subprocess.run(
-            [chromium(), *FLAGS, f"--user-data-dir={profile}/data", f"--window-size={width},{height}",
+            [installed_program("chromium", "chromium-browser", package="chromium"), *FLAGS, f"--user-data-dir={profile}/data", f"--window-size={width},{height}",
              f"--screenshot={png}", page.resolve().as_uri()],
             capture_output=True, text=True, timeout=120)
         assert png.exists(), f"chromium wrote no screenshot (exit {completed.returncode}): {completed.stderr[-2000:]}"

@@ -7,23 +7,14 @@ Without one the tests fail under GRAYLANE_REQUIRE_E2E=1 (CI) and are skipped wit
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from helpers import REPO, graylane_command, run_graylane
+from helpers import REPO, graylane_command, installed_program, run_graylane
 
 
 def kubectl() -> str:
-    found = shutil.which("kubectl")
-    if not found:
-        message = "no kubectl on PATH (Debian package kubernetes-client; .ci/run installs it)"
-        if os.environ.get("GRAYLANE_REQUIRE_E2E"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return found
+    return installed_program("kubectl", package="kubernetes-client")
 
 
 def plugin_dir() -> Path:
