@@ -2,7 +2,7 @@
 
 Exit statuses (the README's table): 0 success; 1 an error graylane reports (bad input, a script failure, a
 cluster error, validation errors); 2 a usage mistake (unknown command or flag, a flag without its value, a
-value outside its choices); 3 an ``simulate --expect`` that does not hold. ``diff`` follows diff(1): 1 means
+value outside its choices); 3 a ``simulate --expect`` that does not hold. ``diff`` follows diff(1): 1 means
 "something would change" and every error is 2.
 """
 from __future__ import annotations

@@ -70,7 +70,7 @@ def object_output_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _report_format(value: str) -> str:
-    return "table" if value == "text" else value  # "text" was the name of the table format before 0.2
+    return "table" if value == "text" else value  # "text", the older name of the table format, still works
 
 
 def report_output_option(parser: argparse.ArgumentParser, extra: tuple = (), help: str = "") -> None:
