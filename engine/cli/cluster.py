@@ -11,7 +11,7 @@ import difflib
 import sys
 from typing import TYPE_CHECKING, Optional
 
-from engine.cli.options import filename_option, script_options
+from engine.cli.options import filename_option, force_option, output_check, print_warnings, script_options
 from engine.errors import GraylaneError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     apply_parser.add_argument("--dry-run", choices=("none", "client", "server"), default="none",
                               help="client: print what would change, write nothing; server: send the updates "
                                    "with dryRun=All so the API server validates them without persisting")
+    force_option(apply_parser)
     cluster_options(apply_parser)
     script_options(apply_parser)
     apply_parser.set_defaults(handler=run_apply)
@@ -154,8 +155,9 @@ def run_apply(args: argparse.Namespace) -> int:
     engine = cmd_render.engine_from_args(args)
     cluster = connect(args)
     dry_run = None if args.dry_run == "none" else args.dry_run
-    applier = Applier(cluster, engine, cmd_render.check_rendered, dry_run)
+    applier = Applier(cluster, engine, output_check(args), dry_run)
     report = applier.apply(targets_of(plans, cluster, args.namespace))
+    print_warnings(applier.warnings)
     return _print_outcomes(report, dry_run)
 
 

@@ -7,8 +7,8 @@ import json
 import os
 import sys
 
-from engine.cli.options import filename_option, script_options
-from engine.cli.options import engine_from_args
+from engine.cli.options import (engine_from_args, filename_option, force_option, output_check, print_warnings,
+                                script_options)
 from engine.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plan_parser.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table",
                              help="table (default), or the full objects of every step as yaml or json")
     _color_option(plan_parser)
+    force_option(plan_parser)
     script_options(plan_parser)
     plan_parser.set_defaults(handler=run_plan)
 
@@ -41,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     filename_option(diff_parser)
     diff_parser.add_argument("--step", type=int, metavar="N", help="Rollout step, 1-based (default 1)")
     _color_option(diff_parser)
+    force_option(diff_parser)
     script_options(diff_parser)
     diff_parser.set_defaults(handler=run_diff, error_exit_code=2)
 
@@ -63,13 +65,14 @@ def _check_step(step) -> None:
 
 def run_diff(args: argparse.Namespace) -> int:
     from engine import inputs
-    from engine.checks.validate import check_rendered
     from engine.routing.plan import colorize_diff, kubectl_diff
     from engine.routing.render import render
     args.error_exit_code = 2
     _check_step(args.step)
     documents = inputs.read_documents(args.filename)
-    text = kubectl_diff(render(documents, engine_from_args(args), args.step, check_rendered))
+    rendered = render(documents, engine_from_args(args), args.step, output_check(args))
+    print_warnings(w for item in rendered for w in item.warnings)
+    text = kubectl_diff(rendered)
     sys.stdout.write(colorize_diff(text) if use_color(args.color) else text)
     return 1 if text else 0
 
@@ -125,12 +128,12 @@ def format_table(plans: list[StepPlan], color: bool) -> str:
 
 def run_plan(args: argparse.Namespace) -> int:
     from engine import inputs
-    from engine.checks.validate import check_rendered
     from engine.documents import dump_yaml
     from engine.routing.plan import plan_steps
     _check_step(args.step)
     documents = inputs.read_documents(args.filename)
-    plans = plan_steps(documents, engine_from_args(args), check_rendered, args.step)
+    plans = plan_steps(documents, engine_from_args(args), output_check(args), args.step)
+    print_warnings(w for plan in plans for change in plan.changes for w in change.rendered.warnings)
     if args.output == "json":
         text = json.dumps([p.to_dict() for p in plans], indent=2, ensure_ascii=False) + "\n"
     elif args.output == "yaml":

@@ -5,7 +5,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Optional
 
-from engine.cli.options import emit, engine_from_args, filename_option, script_options
+from engine.cli.options import (emit, engine_from_args, filename_option, force_option, output_check, print_warnings,
+                                script_options)
 from engine.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     filename_option(render_parser)
     render_parser.add_argument("--step", type=int, metavar="N", help="Rollout step, 1-based (default 1)")
     render_parser.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    force_option(render_parser)
     script_options(render_parser)
     render_parser.set_defaults(handler=run_render)
 
@@ -35,12 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_render(args: argparse.Namespace) -> int:
     from engine import inputs
-    from engine.checks.validate import check_rendered
     from engine.routing.render import render
     if args.step is not None and args.step < 1:
         raise InvalidInputError("--step is 1-based and must be at least 1")
     documents = inputs.read_documents(args.filename)
-    rendered = render(documents, engine_from_args(args), args.step, check_rendered)
+    rendered = render(documents, engine_from_args(args), args.step, output_check(args))
+    print_warnings(w for item in rendered for w in item.warnings)
     emit([item.body for item in rendered], args.output)
     return 0
 

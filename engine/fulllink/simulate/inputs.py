@@ -10,7 +10,8 @@ from engine.documents import Document
 from engine.errors import InvalidInputError
 from engine.routing.hosts import service_key
 from engine.routing.render import Engine, render
-from engine.fulllink.simulate.mesh import Mesh, Workload, labels_of, selects
+from engine.checks.workloads import labels_of, rollout_canary_workloads, selects
+from engine.fulllink.simulate.mesh import Mesh
 from engine.routing.strategy import is_rollout, is_traffic_routing
 
 CALLS_ANNOTATION = "graylane.io/calls"
@@ -146,19 +147,4 @@ def _all_matches(body: Any):
 
 def rollout_workloads(documents: list, mesh: Mesh) -> list:
     """The canary pods of Kruise Rollouts with patchPodTemplateMetadata, as extra workloads."""
-    extra = []
-    for document in documents:
-        if not is_rollout(document):
-            continue
-        spec = document.body.get("spec") or {}
-        ref = spec.get("workloadRef") or (spec.get("objectRef") or {}).get("workloadRef") or {}
-        canary = ((spec.get("strategy") or {}).get("canary") or {})
-        labels = labels_of((canary.get("patchPodTemplateMetadata") or {}).get("labels"))
-        namespace = mesh.ns(document)
-        base = next((w for w in mesh.workloads if w.kind == ref.get("kind") and w.name == ref.get("name")
-                     and w.namespace == namespace), None)
-        if base is None or not labels:
-            continue
-        extra.append(Workload(base.kind, f"{base.name}-canary", namespace, {**base.labels, **labels}, 1, None,
-                              f"canary pods of Rollout {namespace}/{document.name}"))
-    return extra
+    return rollout_canary_workloads(documents, mesh.workloads, mesh.namespace)

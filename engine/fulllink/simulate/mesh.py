@@ -13,34 +13,14 @@ from engine.fulllink.color import LUA_TYPE_URL
 from engine.fulllink.color_regex import RegexError, re2_compile
 from engine.documents import Document
 from engine.fulllink.envoy import HttpRequest
+from engine.checks.workloads import Workload, is_workload, labels_of, selects, workload_of  # noqa: F401 (re-exported)
 from engine.routing.hosts import fqdn, host_matches, is_service_host, service_key
 
-WORKLOAD_KINDS = {
-    ("apps", "Deployment"), ("apps", "StatefulSet"), ("apps", "DaemonSet"), ("apps", "ReplicaSet"),
-    ("", "ReplicationController"), ("apps.kruise.io", "CloneSet"), ("apps.kruise.io", "StatefulSet"),
-    ("argoproj.io", "Rollout"), ("", "Pod"),
-}
 ISTIO = "networking.istio.io"
 LUA_V2_TYPE = "type.googleapis.com/envoy.config.filter.http.lua.v2.Lua"
 LUA_NAMES = ("envoy.filters.http.lua", "envoy.lua")
 DEFAULT_INSTALL_LABELS = {("istio", "ingressgateway"): {"app": "istio-ingressgateway"},
                           ("istio", "egressgateway"): {"app": "istio-egressgateway"}}
-
-
-@dataclass
-class Workload:
-    """Pods of one workload: their labels and how many run (``synthetic``: pods a Rollout would create)."""
-
-    kind: str
-    name: str
-    namespace: str
-    labels: dict
-    replicas: int
-    document: Optional[Document] = None
-    synthetic: Optional[str] = None
-
-    def describe(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}"
 
 
 @dataclass
@@ -61,14 +41,6 @@ class LuaPatch:
     notes: list
 
 
-def labels_of(value: Any) -> dict:
-    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
-
-
-def selects(selector: dict, labels: dict) -> bool:
-    return all(labels.get(key) == value for key, value in selector.items())
-
-
 class Mesh:
     """An index of the input documents (namespaces default to ``namespace``)."""
 
@@ -85,7 +57,7 @@ class Mesh:
             key = (document.group, document.kind)
             if key == ("", "Service"):
                 self.services[(self.ns(document), document.name)] = document
-            elif key in WORKLOAD_KINDS:
+            elif is_workload(document):
                 self.workloads.append(workload_of(document, self.ns(document)))
             elif document.group == ISTIO and document.kind == "VirtualService":
                 self.virtual_services.append(document)
@@ -246,18 +218,6 @@ class Mesh:
                          f"({', '.join(self.key(d) for _k, d in candidates)}); Istio uses the oldest, assumed "
                          f"{self.key(candidates[0][1])}")
         return (candidates[0][1] if candidates else None), notes
-
-
-def workload_of(document: Document, namespace: str) -> Workload:
-    spec = document.body.get("spec") or {}
-    if document.kind == "Pod":
-        labels, replicas = labels_of(document.metadata.get("labels")), 1
-    else:
-        labels = labels_of(((spec.get("template") or {}).get("metadata") or {}).get("labels"))
-        replicas = spec.get("replicas", 1)
-        if document.kind == "DaemonSet" or not isinstance(replicas, int) or isinstance(replicas, bool):
-            replicas = 1
-    return Workload(document.kind, document.name, namespace, labels, replicas, document)
 
 
 def lua_code(typed_config: dict) -> Optional[str]:
