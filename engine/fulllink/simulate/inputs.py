@@ -9,7 +9,7 @@ from engine.fulllink.color import LANE_HEADER_ANNOTATION
 from engine.documents import Document
 from engine.errors import InvalidInputError
 from engine.routing.hosts import service_key
-from engine.routing.render import Engine, render
+from engine.routing.render import Engine, render, rendered_documents
 from engine.checks.workloads import labels_of, rollout_canary_workloads, selects
 from engine.fulllink.simulate.mesh import Mesh
 from engine.routing.strategy import is_rollout, is_traffic_routing
@@ -27,8 +27,7 @@ def rendered_state(documents: list, engine: Engine, step: Optional[int] = None) 
         return documents, []
     others = [d for d in documents if not (is_traffic_routing(d) or is_rollout(d))]
     rendered = render(routings + others, engine, step)
-    replaced = {id(item.source): item.body for item in rendered}
-    result = [Document(replaced[id(d)], d.source, d.index) if id(d) in replaced else d for d in documents]
+    result = rendered_documents(documents, rendered)
     names = [f"{item.source.kind} {item.source.namespace or 'default'}/{item.source.name}" for item in rendered]
     return result, names
 
