@@ -108,19 +108,6 @@ class Leak:
                 f"{what}: e.g. {self.probe.describe(show_gateway)}")
 
 
-def _fallback(rules: list[dict], index: int, service: ServiceKey, probe: Probe,
-              namespace: Optional[str]) -> Optional[int]:
-    """The rule that takes ``probe`` when the lane rules of ``service`` are not there."""
-    for later in range(index + 1, len(rules)):
-        rule = rules[later]
-        lane = lane_service(rule, namespace)
-        if lane is not None and _same(lane, service):
-            continue
-        if rule_matches(rule, probe, namespace):
-            return later
-    return None
-
-
 def _first_match(rules: list[dict], probe: Probe, namespace: Optional[str]) -> Optional[int]:
     return next((i for i, rule in enumerate(rules) if rule_matches(rule, probe, namespace)), None)
 
@@ -142,49 +129,71 @@ def _base_probes(spec: dict, namespace: Optional[str]) -> list[Probe]:
     return [Probe(authority=host, gateway=g) for g in dict.fromkeys(gateways)]
 
 
+@dataclass
+class _Routes:
+    """The http rules of one VirtualService with what each routes to, worked out once."""
+
+    rules: list
+    namespace: Optional[str]
+    lanes: list = field(default_factory=list)     # lane_service of each rule
+    targets: list = field(default_factory=list)   # route_services of each rule
+
+    def __post_init__(self) -> None:
+        self.lanes = [lane_service(rule, self.namespace) for rule in self.rules]
+        self.targets = [route_services(rule, self.namespace) for rule in self.rules]
+
+    def lane_of(self, index: int, service: ServiceKey) -> bool:
+        lane = self.lanes[index]
+        return lane is not None and _same(lane, service)
+
+    def elsewhere(self, index: int, mine: list) -> list:
+        """The services rule ``index`` routes to that are not among ``mine``."""
+        return [s for s in self.targets[index] if not any(_same(s, m) for m in mine)]
+
+    def fallback(self, index: int, service: ServiceKey, probe: Probe) -> Optional[int]:
+        """The rule that takes ``probe`` when the lane rules of ``service`` are not there."""
+        for later in range(index + 1, len(self.rules)):
+            if not self.lane_of(later, service) and rule_matches(self.rules[later], probe, self.namespace):
+                return later
+        return None
+
+
 def find_leaks(spec: dict, namespace: Optional[str]) -> list[Leak]:
     """Every lane rule of a VirtualService spec that catches a request meant for elsewhere (one example each)."""
-    rules = [as_map(r) for r in as_list(spec.get("http"))]
+    routes = _Routes([as_map(r) for r in as_list(spec.get("http"))], namespace)
     bases = _base_probes(spec, namespace)
     leaks: list[Leak] = []
-    for index, rule in enumerate(rules):
-        service = lane_service(rule, namespace)
+    for index, service in enumerate(routes.lanes):
         if service is None:
             continue
-        mine = route_services(rule, namespace)
+        mine = routes.targets[index]
         targets: list[Optional[dict]] = []
-        for later in rules[index + 1:]:
-            lane = lane_service(later, namespace)
-            if lane is not None and _same(lane, service):
-                continue
-            others = route_services(later, namespace)
-            if _outcome(later) or any(not any(_same(o, m) for m in mine) for o in others):
-                targets.extend(rule_blocks(later))
+        for later in range(index + 1, len(routes.rules)):
+            if not routes.lane_of(later, service) and (_outcome(routes.rules[later]) or routes.elsewhere(later, mine)):
+                targets.extend(rule_blocks(routes.rules[later]))
         targets.append(None)  # no later rule at all
-        leak = _find_leak(rules, index, service, mine, targets, bases, namespace)
+        leak = _find_leak(routes, index, service, targets, bases)
         if leak is not None:
             leaks.append(leak)
     return leaks
 
 
-def _find_leak(rules: list[dict], index: int, service: ServiceKey, mine: list, targets: list, bases: list,
-               namespace: Optional[str]) -> Optional[Leak]:
-    for block in rule_blocks(rules[index]):
+def _find_leak(routes: _Routes, index: int, service: ServiceKey, targets: list, bases: list) -> Optional[Leak]:
+    namespace, mine = routes.namespace, routes.targets[index]
+    for block in rule_blocks(routes.rules[index]):
         for target in targets:
             for base in bases:
                 for probe in witnesses([block] + ([target] if target is not None else []), namespace, base):
                     if not block_matches(block, probe, namespace):
                         continue
-                    fallback = _fallback(rules, index, service, probe, namespace)
+                    fallback = routes.fallback(index, service, probe)
                     if fallback is None:
                         lost, outcome = [], "404"
                     else:
-                        outcome = _outcome(rules[fallback])
-                        lost = [s for s in route_services(rules[fallback], namespace)
-                                if not any(_same(s, m) for m in mine)]
+                        outcome, lost = _outcome(routes.rules[fallback]), routes.elsewhere(fallback, mine)
                         if not outcome and not lost:
                             continue
-                    if _first_match(rules, probe, namespace) != index:
+                    if _first_match(routes.rules, probe, namespace) != index:
                         continue
                     return Leak(index, service, probe, fallback, lost, outcome)
     return None

@@ -1,0 +1,173 @@
+"""How long ``graylane simulate`` takes on a large mesh, and how the time grows with services and hops.
+
+Run: python benchmarks/bench_simulate.py   (prints tables; nothing is asserted — speed is measured, not tested)
+
+The mesh is generated: N services, each with a Service, a base and a gray Deployment, a VirtualService (the lane
+header to subset canary, everything else to subset base) and a DestinationRule; the first H services form a call
+chain (each calls the next through the graylane.io/calls annotation), entered through an ingress Gateway whose
+VirtualService routes to the first. The other services are there to be searched past. A lane request
+(my-request-id: canary) is traced through the whole chain.
+
+Figures: the simulation alone (documents already read), the same after rendering H TrafficRoutings first, and
+the whole command (``graylane simulate`` in a subprocess: Python start-up, reading and parsing the YAML, render,
+simulate, output). Each is the best of a few repeats.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from engine.documents import Document
+from engine.fulllink.envoy import parse_request
+from engine.fulllink.simulate.simulator import Options, rendered_state, simulate
+from engine.lua.sandbox import LuaSandbox
+from engine.lua.scripts import ScriptLibrary, builtin_layer
+from engine.routing.render import Engine
+
+LANE = "my-request-id"
+
+
+def service_objects(index: int, calls: str | None, routed: bool) -> list[dict]:
+    """A Service with base and gray Deployments, its VirtualService and DestinationRule (and TrafficRouting)."""
+    name = f"svc{index:05d}"
+    annotations = {"graylane.io/calls": calls} if calls else {}
+    objects = [
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": name, "namespace": "default", **({"annotations": annotations} if annotations else {})},
+         "spec": {"selector": {"app": name}, "ports": [{"port": 8000, "name": "http"}]}},
+    ]
+    for version, labels in (("base", {"version": "base"}), ("gray", {"version": "canary", "istio.service.tag": "gray"})):
+        objects.append({"apiVersion": "apps/v1", "kind": "Deployment",
+                        "metadata": {"name": f"{name}-{version}", "namespace": "default"},
+                        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name, **labels}},
+                                 "template": {"metadata": {"labels": {"app": name, **labels}},
+                                              "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}})
+    http = [{"route": [{"destination": {"host": name, "subset": "base"}}]}]
+    subsets = [{"name": "base", "labels": {"version": "base"}}]
+    if not routed:  # already in its rendered state: the lane rule and the canary subset written out
+        http.insert(0, {"match": [{"headers": {LANE: {"exact": "canary"}}}],
+                        "route": [{"destination": {"host": name, "subset": "canary"}}]})
+        subsets.append({"name": "canary", "labels": {"istio.service.tag": "gray"}})
+    objects.append({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                    "metadata": {"name": name, "namespace": "default"}, "spec": {"hosts": [name], "http": http}})
+    objects.append({"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
+                    "metadata": {"name": name, "namespace": "default"}, "spec": {"host": name, "subsets": subsets}})
+    if routed:
+        objects.append({"apiVersion": "rollouts.kruise.io/v1alpha1", "kind": "TrafficRouting",
+                        "metadata": {"name": f"{name}-tr", "namespace": "default"},
+                        "spec": {"strategy": {"matches": [{"headers": [{"type": "Exact", "name": LANE,
+                                                                          "value": "canary"}]}]},
+                                 "objectRef": [{"service": name, "customNetworkRefs": [
+                                     {"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                                      "name": name},
+                                     {"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
+                                      "name": name}]}]}})
+    return objects
+
+
+def mesh(services: int, hops: int, routed: bool) -> list[dict]:
+    """The generated mesh: an ingress Gateway, its VirtualService, and ``services`` services, the first
+    ``hops`` of them a chain (``routed``: the chain's objects come with TrafficRoutings to render)."""
+    objects: list[dict] = [
+        {"apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway",
+         "metadata": {"name": "edge", "namespace": "default"},
+         "spec": {"selector": {"istio": "ingressgateway"},
+                  "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}},
+        {"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+         "metadata": {"name": "edge", "namespace": "default"},
+         "spec": {"hosts": ["*"], "gateways": ["edge"],
+                  "http": [{"route": [{"destination": {"host": "svc00000", "port": {"number": 8000}}}]}]}},
+    ]
+    for index in range(services):
+        calls = f"svc{index + 1:05d}" if index + 1 < hops else None
+        objects.extend(service_objects(index, calls, routed and index < hops))
+    return objects
+
+
+def documents_of(objects: list[dict]) -> list[Document]:
+    return [Document(body, "mesh.yaml", position + 1) for position, body in enumerate(objects)]
+
+
+def best(function: Callable[[], object], repeats: int = 3) -> float:
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        timings.append(time.perf_counter() - start)
+    return min(timings)
+
+
+def simulate_once(documents: list[Document], hops: int) -> None:
+    request = parse_request("GET http://shop.example.com/", [f"{LANE}: canary"])
+    trace = simulate(documents, request, Options(max_hops=max(32, hops + 1)))
+    depth = len(trace.paths()[0].steps)
+    if depth != hops:
+        raise SystemExit(f"the trace reached {depth} services, not {hops}: the benchmark mesh is wrong")
+
+
+def engine() -> Engine:
+    return Engine(ScriptLibrary([builtin_layer()]), LuaSandbox())
+
+
+def measure(services: int, hops: int) -> dict:
+    plain = documents_of(mesh(services, hops, routed=False))
+    routed = documents_of(mesh(services, hops, routed=True))
+    scripts = engine()
+
+    def render_then_simulate() -> None:
+        state, _names = rendered_state(routed, scripts)
+        simulate_once(state, hops)
+
+    return {"services": services, "hops": hops, "documents": len(plain),
+            "simulate": best(lambda: simulate_once(plain, hops)),
+            "render+simulate": best(render_then_simulate)}
+
+
+def measure_command(services: int, hops: int) -> float:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "mesh.yaml"
+        path.write_text(yaml.safe_dump_all(mesh(services, hops, routed=True), sort_keys=False))
+        command = [sys.executable, "-m", "engine", "simulate", "-f", str(path), "--request",
+                   "GET http://shop.example.com/", "-H", f"{LANE}: canary", "--max-hops", str(max(32, hops + 1)),
+                   "--expect", f"svc{hops - 1:05d}=version=canary"]
+
+        def run() -> None:
+            result = subprocess.run(command, capture_output=True, text=True, env={**os.environ})
+            if result.returncode != 0:
+                raise SystemExit(f"graylane simulate failed ({result.returncode}): {result.stderr.strip()}")
+        return best(run, repeats=2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    args = parser.parse_args()
+    sizes = [100, 300, 1000] if args.quick else [100, 300, 1000, 3000]
+    hop_counts = [5, 10, 20]
+    print("| services | hops | documents | simulate | render + simulate |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    rows = [measure(n, 20) for n in sizes] + [measure(1000, h) for h in hop_counts if h != 20]
+    for row in sorted(rows, key=lambda r: (r["hops"], r["services"])):
+        print(f"| {row['services']:,} | {row['hops']} | {row['documents']:,} | {row['simulate'] * 1000:.1f} ms "
+              f"| {row['render+simulate'] * 1000:.1f} ms |")
+    by_size = {r["services"]: r for r in rows if r["hops"] == 20}
+    by_hops = {r["hops"]: r for r in rows if r["services"] == 1000}
+    small, large = min(by_size), max(by_size)
+    print(f"\ngrowth with services (20 hops): x{large / small:.0f} services -> "
+          f"x{by_size[large]['simulate'] / by_size[small]['simulate']:.1f} simulate time")
+    print(f"growth with hops (1,000 services): x4 hops (5 -> 20) -> "
+          f"x{by_hops[20]['simulate'] / by_hops[5]['simulate']:.1f} simulate time")
+    print(f"\nwhole command, 1,000 services, 20 hops (start-up, YAML, render, simulate): "
+          f"{measure_command(1000, 20):.2f} s")
+
+
+if __name__ == "__main__":
+    main()
