@@ -161,7 +161,7 @@ def _regex_examples(pattern: str) -> list[str]:
         return []
     found = []
     for variant in (0, 1):
-        text = _generate(list(parsed), variant, parser)
+        text = _generate(list(parsed), variant)
         if text is not None and text not in found and re2_fullmatch(pattern, text):
             found.append(text)
     return found
@@ -172,7 +172,7 @@ _CATEGORY_CHARS = {"CATEGORY_DIGIT": "0", "CATEGORY_NOT_DIGIT": "a", "CATEGORY_S
 _CANDIDATE_CHARS = "a0-_/.xZ~"
 
 
-def _in_class(char: str, items: list, parser: Any) -> bool:
+def _in_class(char: str, items: list) -> bool:
     code = ord(char)
     for op, value in items:
         name = str(op)
@@ -192,11 +192,11 @@ def _category_contains(category: str, char: str) -> bool:
     return checks.get(category, False)
 
 
-def _class_char(items: list, variant: int, parser: Any) -> Optional[str]:
+def _class_char(items: list, variant: int) -> Optional[str]:
     negated = bool(items) and str(items[0][0]) == "NEGATE"
     body = items[1:] if negated else items
     if negated:
-        return next((c for c in _CANDIDATE_CHARS if not _in_class(c, body, parser)), None)
+        return next((c for c in _CANDIDATE_CHARS if not _in_class(c, body)), None)
     ordered = body if variant == 0 else list(reversed(body))
     for op, value in ordered:
         name = str(op)
@@ -209,7 +209,7 @@ def _class_char(items: list, variant: int, parser: Any) -> Optional[str]:
     return None
 
 
-def _generate(items: list, variant: int, parser: Any) -> Optional[str]:
+def _generate(items: list, variant: int) -> Optional[str]:
     out = []
     for op, value in items:
         name = str(op)
@@ -220,25 +220,25 @@ def _generate(items: list, variant: int, parser: Any) -> Optional[str]:
         elif name == "ANY":
             out.append("a")
         elif name == "IN":
-            char = _class_char(value, variant, parser)
+            char = _class_char(value, variant)
             if char is None:
                 return None
             out.append(char)
         elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
             low, high, sub = value
             count = low if variant == 0 else min(max(low, 1), high)
-            part = _generate(list(sub), variant, parser)
+            part = _generate(list(sub), variant)
             if part is None:
                 return None
             out.append(part * count)
         elif name in ("SUBPATTERN", "ATOMIC_GROUP"):
-            part = _generate(list(value[-1]), variant, parser)
+            part = _generate(list(value[-1]), variant)
             if part is None:
                 return None
             out.append(part)
         elif name == "BRANCH":
             branches = value[1]
-            part = _generate(list(branches[0 if variant == 0 else -1]), variant, parser)
+            part = _generate(list(branches[0 if variant == 0 else -1]), variant)
             if part is None:
                 return None
             out.append(part)
