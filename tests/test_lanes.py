@@ -347,3 +347,21 @@ def test_render_refuses_a_script_that_leaks_and_force_renders_it(graylane, tmp_p
         ("cart", "canary"): 1}
     assert forced.stderr.startswith(f"warning: {inputs / 'edge.yaml'}: document 1: spec.http[0]: this rule sends")
     assert "[GL0401 LaneLeak]" in forced.stderr and "warning" not in forced.stdout
+
+
+def test_rendering_the_rendered_object_again_and_restoring_it(graylane, tmp_path):
+    """Idempotent (a rendered object renders from its stored original, so lanes never stack) and restored exactly."""
+    original = edge([{"match": [{"uri": {"prefix": "/cart"}}], **to("cart")},
+                     {"match": [{"uri": {"prefix": "/pay"}}], **to("payments")}])
+    first = render_edge(graylane, tmp_path, original, HEADER_LANE)
+    assert first.returncode == 0, first.stderr
+    again_dir = tmp_path / "again"
+    again_dir.mkdir()
+    (again_dir / "rendered.json").write_text(first.stdout)
+    (again_dir / "tr.yaml").write_text(CART_TR.replace("MATCHES", json.dumps(HEADER_LANE)).split("---")[0])
+    again = graylane("render", "-f", str(again_dir), "-o", "json")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout
+    restored = graylane("restore", "-f", str(again_dir / "rendered.json"), "-o", "json")
+    items = json.loads(restored.stdout)["items"]
+    assert next(i for i in items if i["kind"] == "VirtualService") == original
