@@ -173,6 +173,9 @@ def test_a_combination_graylane_cannot_express_is_an_error_naming_the_input(gray
 
 # ------------------------------------------------------------------------------ properties (Hypothesis)
 
+# The same examples every run (no flaky CI, no example database written into the tree).
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+                    database=None)
 VS_SCRIPT = Path(str(builtin_root())) / "networking.istio.io" / "VirtualService" / "trafficRouting.lua"
 SANDBOX = LuaSandbox()
 PATHS = ["/a", "/a/b", "/b", "/c"]
@@ -216,7 +219,7 @@ def canary_of(subset_level: bool):
     return (lambda host, subset: (host, "canary")) if subset_level else (lambda host, subset: ("svc-canary", None))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@PROPERTY
 @given(st.lists(http_rule, min_size=1, max_size=5), st.lists(lane_match, min_size=1, max_size=2), st.booleans())
 def test_lanes_never_leak_on_any_virtual_service(rules, matches, subset_level):
     """Any VirtualService of several services, any lane: lane requests the original sent to svc go to its canary,
@@ -249,7 +252,7 @@ def kruise_style(spec: dict, matches: list, subset_level: bool) -> dict:
             "http": [{"match": [istio(m)], "route": [{"destination": destination}]} for m in matches] + spec["http"]}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@PROPERTY
 @given(st.lists(http_rule, min_size=1, max_size=5), st.lists(lane_match, min_size=1, max_size=2), st.booleans())
 def test_leak_analyzer_agrees_with_the_model(rules, matches, subset_level):
     """GL0401 fires on a Kruise-style (unscoped) lane exactly when the independent model finds a request the lane
