@@ -11,7 +11,8 @@ import difflib
 import sys
 from typing import TYPE_CHECKING, Optional
 
-from engine.cli.options import dry_run_option, filename_option, report_output_option, script_options
+from engine.cli.options import (dry_run_option, filename_option, force_option, output_check, print_warnings,
+                                report_output_option, script_options)
 from engine.errors import GraylaneError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     filename_option(apply_parser, help="file, directory or - (stdin) holding TrafficRoutings/Rollouts; repeatable")
     apply_parser.add_argument("--step", type=int, metavar="N", help="Rollout step, 1-based (default 1)")
     dry_run_option(apply_parser)
+    force_option(apply_parser)
     cluster_options(apply_parser)
     script_options(apply_parser)
     apply_parser.set_defaults(handler=run_apply)
@@ -146,7 +148,6 @@ def diff(before: dict, after: dict, name: str) -> str:
 
 def run_apply(args: argparse.Namespace) -> int:
     from engine import inputs
-    from engine.checks.validate import check_rendered
     from engine.cli.options import engine_from_args
     from engine.cluster.apply import Applier, targets_of
     from engine.routing.render import routing_plans
@@ -157,8 +158,9 @@ def run_apply(args: argparse.Namespace) -> int:
     engine = engine_from_args(args)
     cluster = connect(args)
     dry_run = None if args.dry_run == "none" else args.dry_run
-    applier = Applier(cluster, engine, check_rendered, dry_run)
+    applier = Applier(cluster, engine, output_check(args), dry_run)
     report = applier.apply(targets_of(plans, cluster, args.namespace))
+    print_warnings(applier.warnings)
     return _print_outcomes(report, dry_run)
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 if TYPE_CHECKING:
-    from engine.routing.render import Engine
+    from engine.routing.render import Engine, OutputCheck
 
 
 def filename_option(parser: argparse.ArgumentParser, required: bool = True,
@@ -101,3 +101,28 @@ def object_name(body: dict) -> str:
     kind = str(body.get("kind", "")).lower()
     name = (body.get("metadata") or {}).get("name", "") if isinstance(body.get("metadata"), dict) else ""
     return f"{kind}.{group}/{name}" if group else f"{kind}/{name}"
+def force_option(parser: argparse.ArgumentParser) -> None:
+    """--force: render (or apply) a result that would fail requests, with the problems as warnings on stderr."""
+    parser.add_argument("--force", action="store_true",
+                        help="go on when the result would fail requests (a lane that catches other services' "
+                             "requests, a subset no DestinationRule defines or that selects no pods); the problems "
+                             "are printed as warnings on stderr")
+
+
+def output_check(args: argparse.Namespace) -> "OutputCheck":
+    """The check every command runs on scripts' output (``--force`` lets requests-would-fail results through)."""
+    from functools import partial
+
+    from engine.checks.validate import check_rendered
+
+    return partial(check_rendered, force=bool(getattr(args, "force", False)))
+
+
+def print_warnings(findings: Iterable) -> None:
+    """Findings the output check let through, one line each on stderr (never on stdout), without repeats."""
+    from engine.checks.codes import CODES
+
+    lines = (f"warning: {f.source}: document {f.document}: " + (f"{f.path}: " if f.path else "")
+             + f"{f.message} [{f.code} {CODES[f.code].name if f.code in CODES else ''}]" for f in findings)
+    for line in dict.fromkeys(lines):
+        print(line, file=sys.stderr)

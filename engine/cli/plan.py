@@ -7,8 +7,8 @@ import json
 import os
 import sys
 
-from engine.cli.options import (engine_from_args, filename_option, namespace_option, read_inputs,
-                                 report_output_option, script_options)
+from engine.cli.options import (engine_from_args, filename_option, force_option, namespace_option, output_check,
+                                print_warnings, read_inputs, report_output_option, script_options)
 from engine.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="table (default), wide (the OTHER column always), the full objects of every step as "
                               "yaml or json, or html: one self-contained page with a chart of every step")
     _color_option(plan_parser)
+    force_option(plan_parser)
     script_options(plan_parser)
     plan_parser.set_defaults(handler=run_plan)
 
@@ -44,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     diff_parser.add_argument("--step", type=int, metavar="N", help="Rollout step, 1-based (default 1)")
     namespace_option(diff_parser)
     _color_option(diff_parser)
+    force_option(diff_parser)
     script_options(diff_parser)
     diff_parser.set_defaults(handler=run_diff, error_exit_code=2)
 
@@ -65,13 +67,14 @@ def _check_step(step) -> None:
 
 
 def run_diff(args: argparse.Namespace) -> int:
-    from engine.checks.validate import check_rendered
     from engine.routing.plan import colorize_diff, kubectl_diff
     from engine.routing.render import render
     args.error_exit_code = 2
     _check_step(args.step)
     documents = read_inputs(args)
-    text = kubectl_diff(render(documents, engine_from_args(args), args.step, check_rendered))
+    rendered = render(documents, engine_from_args(args), args.step, output_check(args))
+    print_warnings(w for item in rendered for w in item.warnings)
+    text = kubectl_diff(rendered)
     sys.stdout.write(colorize_diff(text) if use_color(args.color) else text)
     return 1 if text else 0
 
@@ -120,14 +123,14 @@ def format_table(plans: list[StepPlan], color: bool, wide: bool = False) -> str:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from engine.checks.validate import check_rendered
     from engine.documents import dump_yaml
+    from engine.progress import Progress
     from engine.routing.plan import plan_steps
     _check_step(args.step)
     documents = read_inputs(args)
-    from engine.progress import Progress
     with Progress("planning steps") as progress:
-        plans = plan_steps(documents, engine_from_args(args), check_rendered, args.step, progress.advance)
+        plans = plan_steps(documents, engine_from_args(args), output_check(args), args.step, progress.advance)
+    print_warnings(w for plan in plans for change in plan.changes for w in change.rendered.warnings)
     if args.output == "json":
         text = json.dumps([p.to_dict() for p in plans], indent=2, ensure_ascii=False) + "\n"
     elif args.output == "yaml":

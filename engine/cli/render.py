@@ -5,8 +5,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Optional
 
-from engine.cli.options import (emit, engine_from_args, filename_option, namespace_option, object_output_option,
-                                 read_inputs, script_options)
+from engine.cli.options import (emit, engine_from_args, filename_option, force_option, namespace_option,
+                                object_output_option, output_check, print_warnings, read_inputs, script_options)
 from engine.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     render_parser.add_argument("--step", type=int, metavar="N", help="Rollout step, 1-based (default 1)")
     namespace_option(render_parser)
     object_output_option(render_parser)
+    force_option(render_parser)
     script_options(render_parser)
     render_parser.set_defaults(handler=run_render)
 
@@ -36,12 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from engine.checks.validate import check_rendered
     from engine.routing.render import render
     if args.step is not None and args.step < 1:
         raise InvalidInputError("--step is 1-based and must be at least 1")
     documents = read_inputs(args)
-    rendered = render(documents, engine_from_args(args), args.step, check_rendered)
+    rendered = render(documents, engine_from_args(args), args.step, output_check(args))
+    print_warnings(w for item in rendered for w in item.warnings)
     emit([item.body for item in rendered], args.output)
     return 0
 

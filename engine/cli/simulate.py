@@ -30,8 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
                         help="a request header (repeatable)")
     parser.add_argument("--expect", action="append", default=[], metavar="SERVICE=LABEL=VALUE",
-                        help="every request reaching SERVICE must be served by pods with LABEL=VALUE (repeatable); "
-                             "exit 3 otherwise")
+                        help="every request reaching SERVICE must be served by pods with LABEL=VALUE; or no-leak "
+                             "(no-leak=SERVICE): no lane (of SERVICE) captures another service's traffic "
+                             "(repeatable); exit 3 otherwise")
     parser.add_argument("--calls", action="append", default=[], metavar="SERVICE=CALLEE[,CALLEE]",
                         help="SERVICE calls CALLEE (a service, ns/service or an http:// URL of one); replaces "
                              "SERVICE's calls from specs and annotations (repeatable)")
@@ -49,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-render", action="store_true",
                         help="simulate the objects as given, without rendering TrafficRoutings first")
     parser.add_argument("--step", type=int, metavar="N", help="Rollout step to render, 1-based (default 1)")
+    parser.add_argument("--max-hops", type=int, metavar="N", help="follow calls at most N hops deep (default 32)")
     parser.add_argument("--rollout-pods", action="store_true",
                         help="add the canary pods Kruise Rollouts with patchPodTemplateMetadata would create")
     report_output_option(parser, extra=("html",),
@@ -94,6 +96,10 @@ def run_simulate(args: argparse.Namespace) -> int:
                       gateway_labels=_labels(args.gateway_label, "--gateway-label"),
                       calls=_calls(args.calls, args.namespace), propagate=[p.lower() for p in args.propagate],
                       rollout_pods=args.rollout_pods)
+    if args.max_hops is not None:
+        if args.max_hops < 1:
+            raise InvalidInputError("--max-hops must be at least 1")
+        options.max_hops = args.max_hops
     documents = inputs.read_documents(args.filename)
     rendered: list = []
     if not args.no_render:

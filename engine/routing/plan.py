@@ -19,6 +19,7 @@ from engine.errors import InvalidInputError
 from engine.routing.strategy import RouteTarget, TrafficStrategy, is_routing_document, is_rollout, plan, rollout_steps
 
 PROTOCOLS = ("http", "tcp", "tls")
+CANARY_SUBSET = "canary"  # the subset Kruise's and graylane's scripts route a subset-level canary to
 
 
 @dataclass
@@ -212,8 +213,10 @@ def rule_splits(rendered: Rendered) -> list[RuleSplit]:
         if subset_level:
             if not same_service(host, target.stable_service, namespace):
                 return "other"
+            if destination.get("subset") == CANARY_SUBSET:  # also when the original already lists it
+                return "canary"
             key = (service_key(host, namespace), destination.get("subset"))
-            return "stable" if key in known else "canary"
+            return "stable" if key in known else "canary"  # a subset some other script routes the canary to
         if same_service(host, target.canary_service, namespace):
             return "canary"
         return "stable" if same_service(host, target.stable_service, namespace) else "other"
