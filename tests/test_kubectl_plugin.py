@@ -27,7 +27,9 @@ def plugin_dir() -> Path:
 
 def run_kubectl(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key != "GRAYLANE_LUA_PATH"}
-    env["PATH"] = f"{plugin_dir()}{os.pathsep}{env.get('PATH', '')}"
+    # Only the plugin's directory, kubectl's and the system's: other copies of kubectl-graylane on a developer's
+    # PATH (a pyenv shim, say) would make `kubectl plugin list` report them as overshadowed and fail.
+    env["PATH"] = os.pathsep.join(dict.fromkeys([str(plugin_dir()), str(Path(kubectl()).parent), "/usr/bin", "/bin"]))
     env["KUBECONFIG"] = os.devnull  # the plugin needs no cluster; kubectl must not read a user's config
     return subprocess.run([kubectl(), *args], input=input, capture_output=True, text=True, cwd=REPO, env=env,
                           timeout=120)
