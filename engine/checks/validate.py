@@ -13,7 +13,8 @@ from jsonschema import ValidationError
 from jsonschema.exceptions import best_match
 
 from engine.checks.analyzers import CODES, ERROR, Finding, analyze, describe, finding, path_of
-from engine.checks.analyzers.istio import is_virtual_service, route_weights
+from engine.checks.analyzers import admission
+from engine.checks.analyzers.istio import is_virtual_service, route_weights, string_matches
 from engine.documents import Document
 from engine.errors import ValidationFailed
 from engine.checks.schemas import schema_for, validator_for
@@ -177,14 +178,18 @@ def has_errors(findings: Iterable[Finding], strict: bool = False) -> bool:
 
 
 def _output_findings(document: Document) -> list[Finding]:
-    """The errors render refuses: the schema of the kind, and route weights (GL0101/GL0102) of VirtualServices."""
+    """The errors render refuses: the schema of the kind, route weights and string matches (GL01xx) of
+    VirtualServices, and Istio's admission rules (header operations, regexes, labels)."""
     spec = document.body.get("spec")
-    weights = route_weights(document, spec) if is_virtual_service(document) and isinstance(spec, dict) else []
-    return [f for f in merge([document], schema_findings(document), weights) if f.severity == ERROR]
+    found = admission.analyze_document(document)
+    if is_virtual_service(document) and isinstance(spec, dict):
+        found = [*route_weights(document, spec), *string_matches(document, spec), *found]
+    return [f for f in merge([document], schema_findings(document), found) if f.severity == ERROR]
 
 
 def check_rendered(document: Document, body: dict) -> None:
-    """Refuse a script's output that breaks the schema of its kind or the route-weight rules (GL0101/GL0102).
+    """Refuse a script's output that breaks the schema of its kind, the route rules (GL01xx) or Istio's admission
+    rules (GL0108-GL0112, GL0205): nothing graylane prints or applies is an object Istio would reject.
 
     Raises :class:`ValidationFailed` naming the input file, document, object, field and code.
     """

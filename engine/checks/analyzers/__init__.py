@@ -5,7 +5,7 @@ DestinationRules, ``routing`` TrafficRoutings and Rollouts. Both import ``common
 """
 from __future__ import annotations
 
-from engine.checks.analyzers import istio, routing
+from engine.checks.analyzers import admission, istio, mesh, routing
 from engine.checks.analyzers.common import (CODES, ERROR, WARNING, Code, Finding, describe, duplicate_objects,
                                             finding, path_of)
 from engine.documents import Document
@@ -19,6 +19,8 @@ def analyze(documents: list[Document]) -> list[Finding]:
     for document in documents:
         findings.extend(istio.analyze_document(document))
         findings.extend(routing.analyze_document(document))
+        findings.extend(admission.analyze_document(document))
     findings.extend(istio.analyze_subsets(documents))
     findings.extend(routing.analyze_references(documents))
+    findings.extend(mesh.analyze(documents))
     return findings
