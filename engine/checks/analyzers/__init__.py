@@ -23,4 +23,5 @@ def analyze(documents: list[Document]) -> list[Finding]:
     findings.extend(istio.analyze_subsets(documents))
     findings.extend(routing.analyze_references(documents))
     findings.extend(mesh.analyze(documents))
+    findings.extend(admission.authority_conflicts(documents))
     return findings

@@ -11,7 +11,8 @@ import json
 import re
 from typing import Any, Iterator, Optional
 
-from engine.checks.analyzers.common import ISTIO, KRUISE, Finding, as_list, as_map, finding, is_kind, join
+from engine.checks.analyzers.common import ISTIO, Finding, as_list, as_map, find_objects, finding, is_kind, join
+from engine.checks.analyzers.routing import routing_targets, service_matches, strategies
 from engine.documents import Document
 
 MAX_REGEX_LENGTH = 1024  # Istio approximates Envoy's re2.max_program_size by the pattern's length
@@ -321,14 +322,7 @@ def _strategy(document: Document, strategy: dict, path: str) -> Iterator[Finding
 
 def routing_rules(document: Document) -> list[Finding]:
     """The rules above for what a TrafficRouting or Rollout step makes the scripts write."""
-    spec = as_map(document.body.get("spec"))
-    if is_kind(document, KRUISE, "TrafficRouting"):
-        return list(_strategy(document, as_map(spec.get("strategy")), "spec.strategy"))
-    if is_kind(document, KRUISE, "Rollout"):
-        canary = as_map(as_map(spec.get("strategy")).get("canary"))
-        return [f for index, step in enumerate(as_list(canary.get("steps")))
-                for f in _strategy(document, as_map(step), f"spec.strategy.canary.steps[{index}]")]
-    return []
+    return [f for path, strategy in strategies(document) for f in _strategy(document, strategy, path)]
 
 
 def analyze_document(document: Document) -> list[Finding]:
@@ -338,3 +332,55 @@ def analyze_document(document: Document) -> list[Finding]:
     if is_kind(document, ISTIO, "DestinationRule"):
         return destination_rule_rules(document)
     return routing_rules(document)
+
+
+def _sets_authority(headers: Any) -> bool:
+    request = as_map(as_map(headers).get("request"))
+    return any(is_authority_header(str(name)) for op in ("set", "add") for name in as_map(request.get(op)))
+
+
+def _template_rule(spec: dict, service: str, namespace: Optional[str]) -> Optional[dict]:
+    """The http rule the built-in script copies into lane rules: the first routing to ``service`` without a match,
+    else the first routing to it at all."""
+    fallback = None
+    for rule in as_list(spec.get("http")):
+        rule = as_map(rule)
+        hosts = [as_map(as_map(entry).get("destination")).get("host") for entry in as_list(rule.get("route"))]
+        if any(isinstance(h, str) and service_matches(service, namespace, h, namespace) for h in hosts):
+            if "match" not in rule:
+                return rule
+            fallback = fallback or rule
+    return fallback
+
+
+def authority_conflicts(documents: list[Document]) -> list[Finding]:
+    """GL0109: a lane's requestHeaderModifier sets the Host (authority) while the VirtualService rule the lane rules
+    copy already rewrites it, so the rendered rule would set the authority twice (Istio refuses)."""
+    findings: list[Finding] = []
+    for document in documents:
+        for path, strategy in strategies(document):
+            modifier = as_map(strategy.get("requestHeaderModifier"))
+            setting = [(f"{path}.requestHeaderModifier.{op}[{i}].name", as_map(h).get("name"))
+                       for op in ("set", "add") for i, h in enumerate(as_list(modifier.get(op)))
+                       if is_authority_header(str(as_map(h).get("name", "")))]
+            if not setting or not as_list(strategy.get("matches")):
+                continue
+            for _target_path, target in routing_targets(document):
+                service = target.get("service")
+                if not isinstance(service, str):
+                    continue
+                for ref in as_list(target.get("customNetworkRefs")):
+                    ref = as_map(ref)
+                    if ref.get("kind") != "VirtualService" or not isinstance(ref.get("apiVersion"), str):
+                        continue
+                    for found in find_objects(documents, ref["apiVersion"], "VirtualService", str(ref.get("name")),
+                                              document.namespace):
+                        rule = _template_rule(as_map(found.body.get("spec")), service,
+                                              found.namespace or document.namespace)
+                        if rule and (as_map(rule.get("rewrite")).get("authority") or _sets_authority(rule.get("headers"))):
+                            findings.append(finding(
+                                "GL0109", document, setting[0][0],
+                                f"sets the authority (Host), but the rule of VirtualService/{found.name} that the lane "
+                                "rules copy already sets it (rewrite.authority or a Host header); Istio allows one "
+                                "place per rule: drop one of them"))
+    return findings
