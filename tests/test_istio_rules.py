@@ -143,8 +143,7 @@ def test_render_refuses_what_istio_would_reject_and_validate_agrees(case, tmp_pa
 def test_tcp_routes_get_no_headers_from_the_header_modifier(tmp_path):
     vs = virtual_service(headers={"request": {"set": {"x-from": "mesh"}}})
     vs["spec"]["http"][0]["route"][0]["headers"] = {"request": {"set": {"x-route": "stable"}}}
-    vs["spec"]["tcp"] = [{"match": [{"port": 9000}], "route": [{"destination": {"host": "reviews",
-                                                                                 "port": {"number": 9000}}}]}]
+    vs["spec"]["tcp"] = [{"route": [{"destination": {"host": "reviews", "port": {"number": 9000}}}]}]
     routing = traffic_routing({"weight": 20, "requestHeaderModifier": {"set": [{"name": "x-canary", "value": "1"}]}})
     path = tmp_path / "input.yaml"
     path.write_text(yaml.safe_dump_all([routing, vs]))
@@ -183,3 +182,35 @@ def test_validate_and_render_agree_over_the_samples_and_a_generated_corpus():
             disagreements.append((name, renders, errors[:2]))
     assert disagreements == []
     assert 100 <= clean < len(cases), "the corpus must hold both clean and refused cases"
+
+
+@pytest.mark.parametrize("value, valid", [
+    ("foo", True), ("%HOSTNAME%", True), ("100%%", True), ("prefix %HOSTNAME% suffix", True),
+    ('%REQ(x-b3-traceid)%', True), ('%PER_REQUEST_STATE(["a", "b"])%', True), ("tab\there", True),
+    ("abc%123", False), ("%START_TIME%%", False), ("10%", False), ("50%off", False), ("a\nb", False),
+    ('%VAR(["a" x])%', False)])
+def test_header_values_follow_envoy_formatting_as_istio_checks_it(value, valid):
+    from engine.checks.analyzers.admission import header_value_error
+    assert (header_value_error(value) is None) == valid
+
+
+@pytest.mark.parametrize("labels, problems", [
+    ({"version": "v1", "app.kubernetes.io/name": "x", "a": ""}, 0),
+    ({"version": "v 1"}, 1), ({"-version": "v1"}, 1), ({"example.com/": "v1"}, 1), ({"v": "x" * 64}, 0),
+    ({"k" * 64: "v"}, 1), ({"bad key": "bad value"}, 2)])
+def test_label_rules_are_istios(labels, problems):
+    from engine.checks.analyzers.admission import label_errors
+    assert len(label_errors(labels)) == problems
+
+
+def test_istio_host_resolution():
+    from engine.routing.hosts import istio_fqdn, istio_hosts_match, unexpanded_service_form
+    assert istio_fqdn("reviews", "shop") == "reviews.shop.svc.cluster.local"
+    assert istio_fqdn("reviews.shop", "default") == "reviews.shop"  # a dot: taken literally
+    assert istio_fqdn("*", "default") == "*"
+    assert istio_hosts_match("*.example.com", "a.example.com") and istio_hosts_match("*", "anything")
+    assert istio_hosts_match("*.b.example.com", "*.example.com") and not istio_hosts_match("a.com", "b.com")
+    assert unexpanded_service_form("reviews.shop") == "reviews.shop.svc.cluster.local"
+    assert unexpanded_service_form("reviews.shop.svc") == "reviews.shop.svc.cluster.local"
+    assert unexpanded_service_form("reviews") is None
+    assert unexpanded_service_form("reviews.shop.svc.cluster.local") is None
