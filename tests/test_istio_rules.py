@@ -42,6 +42,11 @@ def routed(vs: dict) -> dict:
     return vs
 
 
+FULLLINK = {"apiVersion": "graylane.io/v1alpha1", "kind": "FullLinkGray",
+            "metadata": {"name": "shop", "namespace": "default"},
+            "spec": {"lane": {"header": "x-lane", "value": "gray"},
+                     "services": [{"name": "reviews", "release": True}]}}
+
 # code -> (objects with the mistake, the same objects fixed)
 CASES = {
     "GL0108": ([traffic_routing(modifier(set=[{"name": "x-traffic-share", "value": "10%"}])), virtual_service()],
@@ -60,6 +65,8 @@ CASES = {
                 virtual_service()]),
     "GL0205": ([destination_rule([{"name": "v1", "labels": {"version": "v 1"}}])],
                [destination_rule([{"name": "v1", "labels": {"version": "v1"}}])]),
+    "GL0205 FullLinkGray": ([{**FULLLINK, "spec": {**FULLLINK["spec"], "grayLabels": {"lane": "gray one"}}}],
+                            [{**FULLLINK, "spec": {**FULLLINK["spec"], "grayLabels": {"lane": "gray-one"}}}]),
     "GL0501": ([virtual_service(hosts=("bookinfo.example.com",), gateways=("bookinfo",))],
                [virtual_service(hosts=("bookinfo.example.com",), gateways=("bookinfo",)), gateway()]),
     "GL0502": ([virtual_service(hosts=("shop.example.com",), gateways=("bookinfo",)), gateway()],
@@ -98,6 +105,7 @@ def _validate(objects: list[dict], tmp_path) -> list[dict]:
 @pytest.mark.parametrize("code", sorted(CASES))
 def test_each_code_fails_the_mistake_and_passes_the_fix(code, tmp_path):
     broken, fixed = CASES[code]
+    code = code.split()[0]
     found = [f for f in _validate(broken, tmp_path) if f["code"] == code]
     assert found, f"{code} not reported"
     assert all(f["path"] and f["message"] for f in found)

@@ -325,12 +325,23 @@ def routing_rules(document: Document) -> list[Finding]:
     return [f for path, strategy in strategies(document) for f in _strategy(document, strategy, path)]
 
 
+def fulllink_labels(document: Document) -> list[Finding]:
+    """GL0205 for a FullLinkGray's grayLabels and canarySubsetLabels: they become pod labels and the canary
+    subset's labels."""
+    spec = as_map(document.body.get("spec"))
+    return [finding("GL0205", document, join(f"spec.{field}", key), reason)
+            for field in ("grayLabels", "canarySubsetLabels")
+            for key, reason in label_errors(as_map(spec.get(field)))]
+
+
 def analyze_document(document: Document) -> list[Finding]:
     """Every admission rule that applies to ``document``."""
     if is_kind(document, ISTIO, "VirtualService"):
         return virtual_service_rules(document)
     if is_kind(document, ISTIO, "DestinationRule"):
         return destination_rule_rules(document)
+    if is_kind(document, "graylane.io", "FullLinkGray"):
+        return fulllink_labels(document)
     return routing_rules(document)
 
 
