@@ -222,3 +222,18 @@ def test_istio_host_resolution():
     assert unexpanded_service_form("reviews.shop.svc") == "reviews.shop.svc.cluster.local"
     assert unexpanded_service_form("reviews") is None
     assert unexpanded_service_form("reviews.shop.svc.cluster.local") is None
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--set-header", "x-share=10%"], "--set-header 'x-share=10%': un-escaped '%'"),
+    (["--add-header", "x-offer=50%off"], "--add-header 'x-offer=50%off': un-terminated %VARIABLE%"),
+    (["--remove-header", "host"], "--remove-header 'host': header 'host' cannot be removed"),
+    (["--set-header", ":path=/x"], "--set-header ':path=/x'")])
+def test_new_refuses_header_operations_istio_would_reject(flags, message):
+    result = run_graylane("new", "trafficrouting", "t", "--service", "reviews", "--ref", "VirtualService/reviews",
+                          "--weight", "5", *flags)
+    assert result.returncode == 1 and result.stdout == "" and result.stderr.startswith(f"error: {message}"), \
+        result.stderr
+    fixed = run_graylane("new", "trafficrouting", "t", "--service", "reviews", "--ref", "VirtualService/reviews",
+                         "--weight", "5", "--set-header", "x-share=10%%")
+    assert fixed.returncode == 0 and "10%%" in fixed.stdout
