@@ -237,3 +237,13 @@ def test_new_refuses_header_operations_istio_would_reject(flags, message):
     fixed = run_graylane("new", "trafficrouting", "t", "--service", "reviews", "--ref", "VirtualService/reviews",
                          "--weight", "5", "--set-header", "x-share=10%%")
     assert fixed.returncode == 0 and "10%%" in fixed.stdout
+
+
+def test_subset_pods_are_those_of_the_subsets_own_service(tmp_path):
+    """Istio's IST0173 accepts a subset when any pod has its labels; graylane asks for a pod of the Service."""
+    ratings = [service("ratings"), deployment("ratings-v3", {"app": "ratings", "version": "v3"})]
+    objects = [routed(virtual_service()), destination_rule([SUBSETS[0], {"name": "v2", "labels": {"version": "v3"}}]),
+               *APP, *ratings]
+    found = [f for f in _validate(objects, tmp_path) if f["code"] == "GL0506"]
+    assert [f["path"] for f in found] == ["spec.subsets[1]"]
+    assert "Service default/reviews" in found[0]["message"]
