@@ -26,7 +26,7 @@ INGRESS = [
     {"apiVersion": "v1", "kind": "Service",
      "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system"},
      "spec": {"selector": {"istio": "ingressgateway"},
-              "ports": [{"name": "http2", "port": 80, "targetPort": 8080}]}},
+              "ports": [{"name": "http2", "port": 80, "targetPort": 80, "protocol": "TCP"}]}},
     deployment("istio-ingressgateway", {"istio": "ingressgateway"}, "istio-system"),
 ]
 APP = [service("reviews"), deployment("reviews-v1", {"app": "reviews", "version": "v1"}),
@@ -98,11 +98,8 @@ BROKEN: dict[str, list[dict]] = {
     "subset-selects-no-pods": [_with_subsets(virtual_service()),
                                destination_rule([SUBSETS[0], {"name": "v2", "labels": {"version": "v3"}}]), *APP],
     "envoyfilter-relative-operation-without-priority": [envoy_filter(priority=None), *INGRESS],
-    "envoyfilter-deprecated-lua-name": [envoy_filter(name="envoy.lua"), *INGRESS],
     "envoyfilter-v2-type": [envoy_filter(type_url="type.googleapis.com/envoy.config.filter.http.lua.v2.Lua"),
                             *INGRESS],
-    "envoyfilter-wrong-namespace": [envoy_filter(namespace="default", selector={"app": "gateway"}),
-                                    deployment("gateway", {"app": "gateway"}, "edge"), *INGRESS],
     "header-value-percent": [virtual_service(headers={"request": {"set": {"x-share": "10%"}}}), *APP],
     "header-value-unterminated-variable": [virtual_service(headers={"request": {"add": {"x-offer": "50%off"}}}),
                                            *APP],
@@ -118,4 +115,15 @@ BROKEN: dict[str, list[dict]] = {
                                 destination_rule([SUBSETS[0], {"name": "v2", "labels": {"version": "v 2"}}]), *APP],
     "subset-label-bad-key": [_with_subsets(virtual_service()),
                              destination_rule([SUBSETS[0], {"name": "v2", "labels": {"-version": "v2"}}]), *APP],
+}
+
+# Mistakes Istio 1.31 says nothing about, which graylane reports (its README lists what it finds beyond Istio).
+GRAYLANE_ONLY: dict[str, tuple[list[dict], str]] = {
+    "envoyfilter-deprecated-lua-name": ([envoy_filter(name="envoy.lua"), *INGRESS], "GL0508"),
+    "envoyfilter-wrong-namespace": ([envoy_filter(namespace="default", selector={"app": "gateway"}),
+                                     deployment("gateway", {"app": "gateway"}, "edge"), *INGRESS], "GL0507"),
+    "host-not-expanded": ([virtual_service(hosts=("reviews.default",)), *APP], "GL0510"),
+    "subset-selects-only-another-services-pods": (
+        [_with_subsets(virtual_service()), destination_rule([SUBSETS[0], {"name": "v2", "labels": {"version": "v3"}}]),
+         *APP, service("ratings"), deployment("ratings-v3", {"app": "ratings", "version": "v3"})], "GL0506"),
 }

@@ -88,6 +88,7 @@ CASES = {
                [envoy_filter(namespace="edge", selector={"app": "gateway"}),
                 deployment("gateway", {"app": "gateway"}, "edge")]),
     "GL0508": ([envoy_filter(name="envoy.lua")], [envoy_filter()]),
+    "GL0511": ([envoy_filter(type_url="type.googleapis.com/envoy.config.filter.http.lua.v2.Lua")], [envoy_filter()]),
     "GL0509": ([envoy_filter(priority=None)], [envoy_filter(priority=-10)]),
     "GL0510": ([virtual_service(hosts=("reviews.default.svc",))],
                [virtual_service(hosts=("reviews.default.svc.cluster.local",))]),

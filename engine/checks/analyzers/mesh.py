@@ -231,7 +231,7 @@ def subset_pods(documents: list[Document]) -> list[Finding]:
 # ------------------------------------------------------------------------------------ EnvoyFilters
 
 def envoy_filters(documents: list[Document]) -> list[Finding]:
-    """GL0507 workloadSelector matching no pod of its namespace; GL0508 deprecated filter names and v2 type URLs;
+    """GL0507 workloadSelector matching no pod of its namespace; GL0508 deprecated filter names; GL0511 v2 types;
     GL0509 relative patch operations without a priority (IST0151)."""
     pods = _pod_labels(documents)
     findings: list[Finding] = []
@@ -279,7 +279,7 @@ def _deprecated_names(document: Document, value: Any, path: str) -> Iterator[Fin
                 yield finding("GL0508", document, where, f"filter name {item!r} is deprecated: write "
                                                          f"{DEPRECATED_FILTER_NAMES[item]!r}")
             elif key in ("@type", "type_url", "typeUrl") and isinstance(item, str) and ".v2." in item:
-                yield finding("GL0508", document, where, f"type {item!r} is an Envoy v2 API that Envoy no longer "
+                yield finding("GL0511", document, where, f"type {item!r} is an Envoy v2 API that Envoy no longer "
                                                          "has: use its v3 type")
             else:
                 yield from _deprecated_names(document, item, where)
