@@ -77,8 +77,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("GL0508", "EnvoyFilterDeprecated", WARNING, "an EnvoyFilter uses a deprecated filter name (envoy.lua)"),
     Code("GL0509", "EnvoyFilterRelativeOperation", WARNING, "an EnvoyFilter patch with a relative operation "
          "(INSERT_BEFORE, ...) has no priority, so its order is undefined (IST0151)"),
-    Code("GL0511", "EnvoyFilterV2Type", ERROR, "an EnvoyFilter names an Envoy v2 API type, which Envoy no longer has "
-         "(Istio refuses it)"),
     Code("GL0510", "HostNotExpanded", WARNING, "a host written name.namespace or name.namespace.svc: Istio expands "
          "only names without dots, so it names no Service"),
+    Code("GL0511", "EnvoyFilterV2Type", ERROR, "an EnvoyFilter names an Envoy v2 API type, which Envoy no longer has "
+         "(Istio refuses it)"),
 )}
