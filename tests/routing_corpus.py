@@ -91,7 +91,8 @@ def _virtual_service(rng: random.Random, name: str, service: str, namespace: str
         http.insert(0, {"match": [{"uri": {"prefix": "/admin"}}], "route": [{"destination": dict(destination)}]})
     spec: dict[str, Any] = {"hosts": [service], "http": http}
     if with_tcp:
-        spec["tcp"] = [{"match": [{"port": 9000}], "route": [{"destination": {"host": host, "port": {"number": 9000}}}]}]
+        tcp_destination = {"host": host, "port": {"number": 9000}}
+        spec["tcp"] = [{"match": [{"port": 9000}], "route": [{"destination": tcp_destination}]}]
     return {"apiVersion": rng.choice(["networking.istio.io/v1beta1", "networking.istio.io/v1"]),
             "kind": "VirtualService", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
 

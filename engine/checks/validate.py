@@ -12,8 +12,7 @@ from typing import Any, Iterable, Iterator, Optional
 from jsonschema import ValidationError
 from jsonschema.exceptions import best_match
 
-from engine.checks.analyzers import CODES, ERROR, Finding, analyze, describe, finding, path_of
-from engine.checks.analyzers import admission
+from engine.checks.analyzers import CODES, ERROR, Finding, admission, analyze, describe, finding, path_of
 from engine.checks.analyzers.istio import is_virtual_service, route_weights, string_matches
 from engine.documents import Document
 from engine.errors import ValidationFailed

@@ -1,7 +1,9 @@
 """Semantic analyzers, each finding with a stable code (as istioctl analyze): ``analyze(documents)``.
 
 ``common`` holds the finding type, the code table and shared helpers; ``istio`` checks VirtualServices and
-DestinationRules, ``routing`` TrafficRoutings and Rollouts. Both import ``common``, never each other's caller.
+DestinationRules, ``routing`` TrafficRoutings and Rollouts, ``admission`` Istio's admission-webhook rules for the
+fields graylane reads and writes, ``mesh`` the cross-object checks of ``istioctl analyze`` (gateways, hosts, ports,
+pods, EnvoyFilters). All import ``common``, never this package.
 """
 from __future__ import annotations
 

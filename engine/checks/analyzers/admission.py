@@ -388,7 +388,9 @@ def authority_conflicts(documents: list[Document]) -> list[Finding]:
                                               document.namespace):
                         rule = _template_rule(as_map(found.body.get("spec")), service,
                                               found.namespace or document.namespace)
-                        if rule and (as_map(rule.get("rewrite")).get("authority") or _sets_authority(rule.get("headers"))):
+                        rewrites = rule and (as_map(rule.get("rewrite")).get("authority")
+                                             or _sets_authority(rule.get("headers")))
+                        if rewrites:
                             findings.append(finding(
                                 "GL0109", document, setting[0][0],
                                 f"sets the authority (Host), but the rule of VirtualService/{found.name} that the lane "

@@ -107,7 +107,8 @@ def strategies(document: Document) -> list[tuple[str, dict]]:
         return [("spec.strategy", as_map(spec.get("strategy")))]
     if is_rollout(document):
         canary = as_map(as_map(spec.get("strategy")).get("canary"))
-        return [(f"spec.strategy.canary.steps[{i}]", as_map(step)) for i, step in enumerate(as_list(canary.get("steps")))]
+        steps = as_list(canary.get("steps"))
+        return [(f"spec.strategy.canary.steps[{i}]", as_map(step)) for i, step in enumerate(steps)]
     return []
 
 
@@ -134,7 +135,7 @@ def _near_misses(documents: list[Document], kind: str, name: str) -> str:
 
 
 def service_matches(service: str, service_namespace: Optional[str], host: str,
-                     host_namespace: Optional[str]) -> bool:
+                    host_namespace: Optional[str]) -> bool:
     name, namespace = service_key(service, service_namespace)
     host_name, resolved = service_key(host, host_namespace)
     return name == host_name and (namespace is None or resolved is None or namespace == resolved)
@@ -186,7 +187,7 @@ def analyze_references(documents: list[Document]) -> list[Finding]:
                 elif is_destination_rule(target_object):
                     host = as_map(target_object.body.get("spec")).get("host")
                     if isinstance(host, str) and not service_matches(service, namespace or object_namespace, host,
-                                                                      object_namespace):
+                                                                     object_namespace):
                         findings.append(finding(
                             "GL0303", document, ref_path,
                             f"{kind}/{name} is for host {host}, not service {service}; its canary subset does not "
