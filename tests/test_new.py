@@ -11,6 +11,7 @@ from helpers import SAMPLES, run_graylane
 
 FULLLINK_A = SAMPLES / "fulllink" / "mocka.yaml"
 FULLLINK_GRAY = SAMPLES / "fulllink" / "gray.yaml"  # the gray pods subset canary selects (render checks it)
+FULLLINK_GATEWAY = SAMPLES / "fulllink" / "gateway.yaml"  # vs-mocka is bound to it (GL0501 without it)
 
 
 def docs(text: str) -> list[dict]:
@@ -66,7 +67,7 @@ def test_trafficrouting_with_header_validates_and_renders(tmp_path: Path):
     assert routing["spec"]["strategy"] == {"matches": [{"headers": [
         {"type": "Exact", "name": "my-request-id", "value": "canary"}]}]}
     path = write(tmp_path, "tr.yaml", text)
-    validate_clean(path, FULLLINK_A)
+    validate_clean(path, FULLLINK_A, FULLLINK_GATEWAY)
     objects = render(path, FULLLINK_A, FULLLINK_GRAY)
     first = objects["VirtualService/vs-mocka"]["spec"]["http"][0]
     assert first["match"] == [{"headers": {"my-request-id": {"exact": "canary"}}}]
@@ -85,7 +86,7 @@ def test_trafficrouting_or_matches_regex_query_and_header_modifier(tmp_path: Pat
         {"path": {"type": "PathPrefix", "value": "/beta"}}]
     assert strategy["requestHeaderModifier"] == {"set": [{"name": "x-lane", "value": "gray"}], "remove": ["x-debug"]}
     path = write(tmp_path, "tr.yaml", text)
-    validate_clean(path, FULLLINK_A)
+    validate_clean(path, FULLLINK_A, FULLLINK_GATEWAY)
     http = render(path, FULLLINK_A, FULLLINK_GRAY)["VirtualService/vs-mocka"]["spec"]["http"]
     assert [rule.get("match") for rule in http] == [
         [{"headers": {"x-user": {"regex": "^(alice|bob)$"}}}], [{"queryParams": {"beta": {"exact": "1"}}}],

@@ -33,6 +33,16 @@ CODES: dict[str, Code] = {c.code: c for c in (
          "lookarounds, possessive quantifiers, ...)"),
     Code("GL0107", "UnreachableRule", WARNING, "an http rule (or one of its matches) can never match: an earlier rule "
          "without match, or with a broader match, catches every such request first"),
+    Code("GL0108", "HeaderValueInvalid", ERROR, "a header value to set or add is one Istio rejects: a control "
+         "character (newline), or a '%' that does not start a %VARIABLE% expression (a literal percent sign is '%%')"),
+    Code("GL0109", "HeaderOperationInvalid", ERROR, "a header operation Istio rejects: an empty name, a ':' "
+         "pseudo-header, removing (or setting in a response) the Host header, or the authority set in two places "
+         "of one rule"),
+    Code("GL0110", "HeaderNameInvalid", ERROR, "a matched header name is not an HTTP token (nor a pseudo-header)"),
+    Code("GL0111", "RegexLimits", ERROR, "a regex match is empty or longer than Istio's 1024 characters, or a "
+         "prefix match (other than on the path) is empty"),
+    Code("GL0112", "DuplicateHeaderCondition", ERROR, "one match tests the same header twice (names differing only "
+         "in case are the same header): the VirtualService can keep only one of the conditions"),
     Code("GL0201", "SubsetNotFound", ERROR, "a VirtualService destination subset is not defined by the "
          "DestinationRule of that host"),
     Code("GL0202", "DestinationRuleNotFound", WARNING, "a VirtualService destination names a subset, but no "
@@ -40,6 +50,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("GL0203", "DuplicateSubset", ERROR, "two subsets of a DestinationRule have the same name"),
     Code("GL0204", "SubsetWithoutLabels", WARNING, "a DestinationRule subset has no labels, so it selects every pod "
          "of the service (stable and canary alike)"),
+    Code("GL0205", "InvalidLabel", ERROR, "a label key or value Istio rejects (subset labels, sourceLabels, the "
+         "graylane.io/canary-subset-labels annotation)"),
     Code("GL0301", "NetworkRefNotFound", ERROR, "a TrafficRouting/Rollout references a network object "
          "(customNetworkRefs, ingress) that is not among the inputs"),
     Code("GL0302", "ServiceNotRouted", ERROR, "a TrafficRouting/Rollout service is not a destination host of the "
@@ -56,4 +68,24 @@ CODES: dict[str, Code] = {c.code: c for c in (
          "DestinationRule among the inputs defines (every such request would get 503)"),
     Code("GL0403", "RenderedSubsetWithoutPods", ERROR, "render would route requests to a subset that selects none "
          "of the pods of the service's workloads among the inputs (503 no healthy upstream)"),
+    Code("GL0501", "GatewayNotFound", WARNING, "a VirtualService names a Gateway that is not among the inputs "
+         "(istioctl IST0101)"),
+    Code("GL0502", "HostNotInGateway", WARNING, "a Gateway a VirtualService is bound to serves none of its hosts "
+         "(IST0132)"),
+    Code("GL0503", "ConflictingMeshHosts", ERROR, "two VirtualServices route the same host for the mesh; Istio uses "
+         "only one of them (IST0109)"),
+    Code("GL0504", "MeshWildcardHost", ERROR, "a VirtualService bound to the mesh has host '*' (Istio refuses it)"),
+    Code("GL0505", "DestinationPortRequired", ERROR, "a destination has no port but its Service has several, or a "
+         "port the Service does not have (IST0112, IST0101)"),
+    Code("GL0506", "SubsetSelectsNoPods", WARNING, "a DestinationRule subset selects no pod of its Service among the "
+         "inputs (IST0173, scoped to the Service)"),
+    Code("GL0507", "EnvoyFilterSelectsNoPods", WARNING, "an EnvoyFilter's workloadSelector matches no pod of its "
+         "namespace among the inputs (wrong labels, or the EnvoyFilter is in the wrong namespace)"),
+    Code("GL0508", "EnvoyFilterDeprecated", WARNING, "an EnvoyFilter uses a deprecated filter name (envoy.lua)"),
+    Code("GL0509", "EnvoyFilterRelativeOperation", WARNING, "an EnvoyFilter patch with a relative operation "
+         "(INSERT_BEFORE, ...) has no priority, so its order is undefined (IST0151)"),
+    Code("GL0510", "HostNotExpanded", WARNING, "a host written name.namespace or name.namespace.svc: Istio expands "
+         "only names without dots, so it names no Service"),
+    Code("GL0511", "EnvoyFilterV2Type", ERROR, "an EnvoyFilter names an Envoy v2 API type, which Envoy no longer has "
+         "(Istio refuses it)"),
 )}

@@ -12,8 +12,8 @@ from typing import Any, Iterable, Iterator, Optional
 from jsonschema import ValidationError
 from jsonschema.exceptions import best_match
 
-from engine.checks.analyzers import CODES, ERROR, Finding, analyze, describe, finding, path_of
-from engine.checks.analyzers.istio import is_virtual_service, route_weights
+from engine.checks.analyzers import CODES, ERROR, Finding, admission, analyze, describe, finding, path_of
+from engine.checks.analyzers.istio import is_virtual_service, route_weights, string_matches
 from engine.checks.analyzers.rendered import request_failures
 from engine.documents import Document
 from engine.errors import ValidationFailed
@@ -178,10 +178,13 @@ def has_errors(findings: Iterable[Finding], strict: bool = False) -> bool:
 
 
 def _output_findings(document: Document) -> list[Finding]:
-    """The errors render refuses: the schema of the kind, and route weights (GL0101/GL0102) of VirtualServices."""
+    """The errors render refuses: the schema of the kind, route weights and string matches (GL01xx) of
+    VirtualServices, and Istio's admission rules (header operations, regexes, labels)."""
     spec = document.body.get("spec")
-    weights = route_weights(document, spec) if is_virtual_service(document) and isinstance(spec, dict) else []
-    return [f for f in merge([document], schema_findings(document), weights) if f.severity == ERROR]
+    found = admission.analyze_document(document)
+    if is_virtual_service(document) and isinstance(spec, dict):
+        found = [*route_weights(document, spec), *string_matches(document, spec), *found]
+    return [f for f in merge([document], schema_findings(document), found) if f.severity == ERROR]
 
 
 def _refusal(document: Document, findings: list[Finding], what: str, already: list[Finding],
@@ -197,7 +200,8 @@ def _refusal(document: Document, findings: list[Finding], what: str, already: li
 
 def check_rendered(document: Document, body: dict, state: Optional[list[Document]] = None,
                    force: bool = False) -> list[Finding]:
-    """Refuse a script's output that breaks the schema of its kind or the route-weight rules (GL0101/GL0102), or
+    """Refuse a script's output that breaks the schema of its kind, the route rules (GL01xx) or Istio's admission
+    rules (GL0108-GL0112, GL0205), so nothing graylane prints or applies is an object Istio would reject; or
     that would fail requests (GL04xx: a lane leak; with ``state``, the inputs as rendered, also a route render
     added to a subset no DestinationRule defines or that selects no pods).
 

@@ -75,9 +75,25 @@ def _matches(args: argparse.Namespace) -> list[dict]:
                                                           args.query_regex, args.path_prefix, args.any_of))
 
 
+_MODIFIER_FLAGS = {"set": "--set-header", "add": "--add-header", "remove": "--remove-header"}
+
+
 def _modifier(args: argparse.Namespace):
+    """The requestHeaderModifier of the flags, refused (naming the flag) where Istio would reject the rendered
+    VirtualService: header values with a stray '%' or a newline, Host or pseudo-header operations."""
     import engine.routing.authoring as authoring
-    return authoring.header_modifier(args.set_header, args.add_header, args.remove_header)
+    from engine.checks.analyzers.admission import header_operation_error, header_value_error
+    from engine.errors import InvalidInputError
+    modifier = authoring.header_modifier(args.set_header, args.add_header, args.remove_header)
+    for operation, entries in (modifier or {}).items():
+        for entry in entries:
+            name = entry if operation == "remove" else entry["name"]
+            reason = header_operation_error(name, operation) or (
+                None if operation == "remove" else header_value_error(entry["value"]))
+            if reason:
+                shown = name if operation == "remove" else f"{name}={entry['value']}"
+                raise InvalidInputError(f"{_MODIFIER_FLAGS[operation]} {shown!r}: {reason} (Istio would reject it)")
+    return modifier
 
 
 def _emit(obj: dict, output: str, comment: str = "") -> None:

@@ -376,7 +376,8 @@ def render_chain(spec: FullLinkSpec, routings: list, documents: list, engine: En
         network = annotated
     generated = [Document(body, f"<{spec.document.source}: chain {spec.name}>", index)
                  for index, body in enumerate(routings, 1)]
-    return render(generated + network, engine)
+    from engine.checks.validate import check_rendered
+    return render(generated + network, engine, check=check_rendered)
 
 
 def _in_namespace(document: Document, namespace: str) -> bool:

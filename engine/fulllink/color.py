@@ -455,6 +455,9 @@ end
     return code
 
 
+COLORING_PRIORITY = -10
+
+
 def envoy_filter(spec: ColoringSpec, target: GatewayTarget, labels: Optional[dict] = None) -> dict:
     """The EnvoyFilter that inserts the coloring Lua before the router of the selected gateways."""
     metadata: dict = {"name": target.name, "namespace": target.namespace,
@@ -464,6 +467,9 @@ def envoy_filter(spec: ColoringSpec, target: GatewayTarget, labels: Optional[dic
                   "spec": {}}
     if target.selector:
         body["spec"]["workloadSelector"] = {"labels": dict(target.selector)}
+    # INSERT_BEFORE is relative: with a priority the order among EnvoyFilters is defined (istioctl IST0151), and a
+    # negative one applies it before other filters inserted before the router, so the lane is set before they run.
+    body["spec"]["priority"] = COLORING_PRIORITY
     body["spec"]["configPatches"] = [{
         "applyTo": "HTTP_FILTER",
         "match": {

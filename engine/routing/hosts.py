@@ -84,3 +84,35 @@ def host_matches(pattern: str, host: str, namespace: Optional[str] = None) -> bo
     if is_service_host(pattern_text) and is_service_host(host):
         return same_service(pattern_text, host, namespace)
     return pattern_text == str(host or "").strip().lower().rstrip(".")
+
+
+# ------------------------------------------------------------------------- Istio's own resolution rules
+
+def istio_fqdn(host: str, namespace: Optional[str], domain: str = CLUSTER_DOMAIN) -> str:
+    """The host as Istio resolves it: a name without dots is ``name.<namespace>.svc.<domain>``; anything with a
+    dot (``reviews.bookinfo`` included) and ``*`` are taken literally (Istio's ConvertHostToFQDN)."""
+    text = str(host or "").strip()
+    if not text or "." in text or text == "*" or namespace is None:
+        return text
+    return f"{text}.{namespace}.svc.{domain}"
+
+
+def istio_hosts_match(a: str, b: str) -> bool:
+    """Whether two Istio host names overlap (``*.example.com`` covers ``a.example.com``; ``*`` covers all),
+    as Istio's host.Name.Matches."""
+    if a.startswith("*"):
+        if b.startswith("*"):
+            return b[1:].endswith(a[1:]) if len(a) < len(b) else a[1:].endswith(b[1:])
+        return b.endswith(a[1:])
+    if b.startswith("*"):
+        return a.endswith(b[1:])
+    return a == b
+
+
+def unexpanded_service_form(host: str, domain: str = CLUSTER_DOMAIN) -> Optional[str]:
+    """For ``name.ns`` or ``name.ns.svc`` (which Kubernetes DNS resolves but Istio takes literally, so they name no
+    Service), the fully qualified form Istio needs; None for every other host."""
+    labels = str(host or "").strip().rstrip(".").split(".")
+    if "*" in host or len(labels) not in (2, 3) or (len(labels) == 3 and labels[2] != "svc"):
+        return None
+    return f"{labels[0]}.{labels[1]}.svc.{domain}"

@@ -130,6 +130,15 @@ def parse_matches(document: Document, value: Any, path: str) -> list[dict]:
             raise document.error(f"unknown field(s) {', '.join(sorted(unknown))}", where)
         if "headers" in match:
             match["headers"] = _typed_matches(document, match["headers"], f"{where}.headers", "Exact", HEADER_TYPES)
+            seen: dict[str, int] = {}
+            for position, header in enumerate(match["headers"]):
+                folded = header["name"].lower()
+                if folded in seen:  # Istio keys a match's headers by lower-cased name: one would silently win
+                    raise document.error(f"header {header['name']!r} is also matched by {where}.headers[{seen[folded]}]"
+                                         "; header names are case-insensitive, so one match can test a header once "
+                                         "(use a regex, or one match per value) [GL0112]",
+                                         f"{where}.headers[{position}].name")
+                seen[folded] = position
         if "queryParams" in match:
             match["queryParams"] = _typed_matches(document, match["queryParams"], f"{where}.queryParams",
                                                   "Exact", HEADER_TYPES)

@@ -101,6 +101,18 @@ def _typed_value(document: Document, item: dict, path: str, allowed: tuple, defa
 
 # ----------------------------------------------------------------------------------------- references
 
+def strategies(document: Document) -> list[tuple[str, dict]]:
+    """(path, strategy) of a TrafficRouting's strategy or of each Rollout step (what the scripts get)."""
+    spec = as_map(document.body.get("spec"))
+    if is_traffic_routing(document):
+        return [("spec.strategy", as_map(spec.get("strategy")))]
+    if is_rollout(document):
+        canary = as_map(as_map(spec.get("strategy")).get("canary"))
+        steps = as_list(canary.get("steps"))
+        return [(f"spec.strategy.canary.steps[{i}]", as_map(step)) for i, step in enumerate(steps)]
+    return []
+
+
 def routing_targets(document: Document) -> list[tuple[str, dict]]:
     """(path, objectRef/trafficRoutings entry) of a TrafficRouting or Rollout."""
     spec = as_map(document.body.get("spec"))
@@ -123,8 +135,8 @@ def _near_misses(documents: list[Document], kind: str, name: str) -> str:
     return f" (found {kind}/{name} as {shown})"
 
 
-def _service_matches(service: str, service_namespace: Optional[str], host: str,
-                     host_namespace: Optional[str]) -> bool:
+def service_matches(service: str, service_namespace: Optional[str], host: str,
+                    host_namespace: Optional[str]) -> bool:
     name, namespace = service_key(service, service_namespace)
     host_name, resolved = service_key(host, host_namespace)
     return name == host_name and (namespace is None or resolved is None or namespace == resolved)
@@ -168,7 +180,7 @@ def analyze_references(documents: list[Document]) -> list[Finding]:
                 if is_virtual_service(target_object):
                     hosts = [str(d.get("host")) for p, d in destinations(as_map(target_object.body.get("spec")))
                              if ".route[" in p and isinstance(d.get("host"), str)]
-                    if not any(_service_matches(service, namespace or object_namespace, h, object_namespace)
+                    if not any(service_matches(service, namespace or object_namespace, h, object_namespace)
                                for h in hosts):
                         findings.append(finding(
                             "GL0302", document, f"{target_path}.service",
@@ -176,8 +188,8 @@ def analyze_references(documents: list[Document]) -> list[Finding]:
                             "routes it; destination hosts: " + (", ".join(dict.fromkeys(hosts)) or "none")))
                 elif is_destination_rule(target_object):
                     host = as_map(target_object.body.get("spec")).get("host")
-                    if isinstance(host, str) and not _service_matches(service, namespace or object_namespace, host,
-                                                                      object_namespace):
+                    if isinstance(host, str) and not service_matches(service, namespace or object_namespace, host,
+                                                                     object_namespace):
                         findings.append(finding(
                             "GL0303", document, ref_path,
                             f"{kind}/{name} is for host {host}, not service {service}; its canary subset does not "

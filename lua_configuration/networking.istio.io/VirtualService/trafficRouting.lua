@@ -126,7 +126,7 @@ local function applyModifier(headers)
   return headers
 end
 
-local function splitRule(rule)
+local function splitRule(rule, protocol)
   if type(rule) ~= "table" or rule.match ~= nil or not routesToStable(rule) then return end
   local route = rule.route
   local canaryIndex, template
@@ -153,8 +153,10 @@ local function splitRule(rule)
   if subsetLevel then destination.subset = CANARY_SUBSET end
   if template.destination.port then destination.port = deepcopy(template.destination.port) end
   local entry = {destination = destination, weight = canaryWeight}
-  local headers = applyModifier(deepcopy(template.headers))
-  if headers then entry.headers = headers end
+  if protocol == "http" then  -- tcp and tls destinations have no headers
+    local headers = applyModifier(deepcopy(template.headers))
+    if headers then entry.headers = headers end
+  end
   table.insert(route, entry)
 end
 
@@ -170,7 +172,12 @@ local function istioMatch(match)
   if match.headers and #match.headers > 0 then
     result.headers = {}
     for _, header in ipairs(match.headers) do
-      result.headers[string.lower(header.name)] = stringMatch(header.type, header.value)
+      local name = string.lower(header.name)
+      if result.headers[name] ~= nil then
+        -- header names are case-insensitive: X-Lane and x-lane are one header, and one condition per header fits
+        error("a match tests header " .. name .. " twice (header names are case-insensitive)")
+      end
+      result.headers[name] = stringMatch(header.type, header.value)
     end
   end
   if match.queryParams and #match.queryParams > 0 then
@@ -441,7 +448,7 @@ end
 if canaryWeight ~= -1 then
   for _, protocol in ipairs({"http", "tcp", "tls"}) do
     if type(spec[protocol]) == "table" then
-      for _, rule in ipairs(spec[protocol]) do splitRule(rule) end
+      for _, rule in ipairs(spec[protocol]) do splitRule(rule, protocol) end
     end
   end
 end
