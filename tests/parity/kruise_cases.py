@@ -93,6 +93,9 @@ def _route(rng: random.Random, host: str, tags: set, port: Optional[int]) -> lis
     elif shape < 0.7:
         tags.add("several-stable")
         hosts = [(host, "v1"), (host, "v2")]
+    elif shape < 0.78:
+        tags.add("existing-canary")
+        hosts = [(host, None), rng.choice(((f"{SERVICE}-canary", None), (host, "canary")))]
     elif shape < 0.9:
         tags.add("other-service")
         hosts = [(host, None), (rng.choice(OTHER_HOSTS), None)]
@@ -168,6 +171,9 @@ def destination_rule(rng: random.Random, tags: set) -> dict:
         tags.add("dr:subsets")
         spec["subsets"] = [{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": _text(rng)}}][
             : rng.randint(1, 2)]
+        if rng.random() < 0.3:
+            tags.add("dr:existing-canary")
+            spec["subsets"].append({"name": "canary", "labels": {"istio.service.tag": "old"}})
     elif shape < 0.8:
         tags.add("dr:empty-subsets")
         spec["subsets"] = []

@@ -93,6 +93,17 @@ def _kruise_destination(destination: dict, template: dict, stable: str, canary: 
     return result
 
 
+def modifier_headers(modifier: dict) -> Optional[dict]:
+    """Istio ``headers`` for a requestHeaderModifier: ``{request: {set: {name: value}, add: ..., remove: [..]}}``."""
+    request: dict = {}
+    for action in ("set", "add"):
+        if modifier.get(action):
+            request[action] = {item["name"]: item["value"] for item in modifier[action]}
+    if modifier.get("remove"):
+        request["remove"] = list(modifier["remove"])
+    return {"request": request}
+
+
 def _merge_match(kruise_match: dict, rule_match: dict) -> dict:
     merged = copy.deepcopy(rule_match)
     for key, value in kruise_match.items():
@@ -185,29 +196,37 @@ def _compare_split(original_rule: dict, got: dict, want: dict, strategy: dict, s
     stable_count = sum(1 for e in original_rule.get("route") or []
                        if service_of((e.get("destination") or {}).get("host")) == stable)
     got_route, want_route = got.get("route") or [], want.get("route") or []
+    rest = lambda rule: {k: v for k, v in rule.items() if k != "route"}  # noqa: E731
+    diff = value_diff(rest(want), rest(got), f"kruise {where}", f"graylane {where}")
+    if diff:
+        verdict.problems.append(diff)
     canaries = [e for e in got_route if _is_canary(e.get("destination") or {}, stable, canary)]
     weights = [e.get("weight", 0) for e in got_route]
     if sum(weights) != 100 or len(canaries) != 1 or canaries[0].get("weight") != strategy["weight"]:
         verdict.problems.append(f"{where}: graylane's split is not one canary at {strategy['weight']} "
                                 f"with weights summing to 100: {weights}")
         return
+    template = _stable_destination(original_rule, stable, canary)
+    without_weight = lambda entries: [{k: v for k, v in e.items() if k != "weight"} for e in entries]  # noqa: E731
     if any(_is_canary(e.get("destination") or {}, stable, canary) for e in original_rule.get("route") or []):
         verdict.fixes.add("existing-canary-updated")
-        return
-    if stable_count > 1:
-        verdict.fixes.add("one-canary-per-rule")
-        others = [{k: v for k, v in e.items() if k != "weight"} for e in got_route if e is not canaries[0]]
-        if not same_value(others, [{k: v for k, v in e.items() if k != "weight"}
-                                   for e in original_rule.get("route") or []]):
-            verdict.problems.append(f"{where}: graylane changed the destinations of the rule")
+        if not same_value(without_weight(got_route), without_weight(original_rule.get("route") or [])):
+            verdict.problems.append(f"{where}: graylane changed the destinations of a rule with a canary")
         return
     got_route = copy.deepcopy(got_route)
-    template = _stable_destination(original_rule, stable, canary)
     canary_entry = got_route[-1]
     canary_entry["destination"] = _kruise_destination(canary_entry["destination"], template, stable, canary, verdict)
-    if "headers" in canary_entry and "headers" not in want_route[-1] and strategy.get("modifier") is not None:
+    if "headers" in canary_entry and strategy.get("modifier") is not None and \
+            same_value(canary_entry["headers"], modifier_headers(strategy["modifier"])):
         verdict.fixes.add("weighted-canary-headers")
         del canary_entry["headers"]
+    if stable_count > 1:
+        verdict.fixes.add("one-canary-per-rule")
+        kruise_canary = [e for e in want_route if _is_canary(e.get("destination") or {}, stable, canary)][:1]
+        if not same_value(without_weight(got_route), without_weight((original_rule.get("route") or [])
+                                                                     + kruise_canary)):
+            verdict.problems.append(f"{where}: graylane's destinations are not the rule's plus one canary")
+        return
     if len(got_route) == len(want_route):
         for mine, theirs in zip(got_route, want_route):
             if mine.get("weight") != theirs.get("weight") and isinstance(theirs.get("weight"), (int, float)) \
@@ -271,6 +290,18 @@ def explain(original: dict, strategy: dict, graylane: Optional[dict], graylane_e
         if kruise.get("error") and not isinstance(original_spec.get("subsets"), list) and graylane is not None \
                 and [s.get("name") for s in graylane["spec"].get("subsets") or []] == [CANARY]:
             verdict.fixes.add("existing-canary-updated")
+            return verdict
+        subsets = original_spec.get("subsets")
+        if isinstance(subsets, list) and any(s.get("name") == CANARY for s in subsets) and graylane is not None \
+                and not kruise.get("error"):
+            # Kruise appends a second "canary"; graylane gives the existing one Kruise's labels
+            verdict.fixes.add("existing-canary-updated")
+            added = kruise["object"]["spec"]["subsets"][-1]
+            expected = [added if s.get("name") == CANARY else s for s in subsets]
+            diff = value_diff(dict(kruise["object"]["spec"], subsets=expected), graylane["spec"],
+                              "kruise spec (one canary)", "graylane spec")
+            if diff:
+                verdict.problems.append(diff)
             return verdict
     if graylane_error is not None:
         if strategy["matches"] and "sends traffic to service" in graylane_error \

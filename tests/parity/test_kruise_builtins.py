@@ -26,7 +26,7 @@ REQUIRED_TAGS = {"host:0", "host:1", "host:3", "tcp", "tls", "several-stable", "
                  "existing-match", "match:headers", "match:path", "match:queryParams", "path:Exact",
                  "path:PathPrefix", "path:RegularExpression", "modifier:set", "modifier:add", "modifier:remove",
                  "modifier:empty", "subset-level", "trafficRouting", "rollout", "dr:subsets", "dr:empty-subsets",
-                 "dr:no-subsets", "port", "rule-fields", "no-stable-route", "labels", "annotations",
+                 "dr:no-subsets", "dr:existing-canary", "existing-canary", "port", "rule-fields", "no-stable-route", "labels", "annotations",
                  *(f"weight:{w}" for w in (0, 1, 5, 33, 50, 99, 100))}
 
 
