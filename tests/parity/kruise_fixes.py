@@ -186,8 +186,11 @@ def _compare_matches(original: dict, got: dict, want: dict, strategy_matches: in
         kruise_rule = kruise_rules[index % strategy_matches]
         if scope is not None:  # undo the lane scoping: each match is the Kruise match joined with scope's
             expected = [_merge_match(kruise_rule["match"][0], m) for m in scope["match"]]
-            if same_value(rule.get("match"), expected):
-                rule = dict(rule, match=kruise_rule["match"])
+            if not same_value(rule.get("match"), expected):
+                verdict.problems.append(f"spec.http: a lane rule before a rule with matches is not scoped to them:"
+                                        f"\n{value_diff(expected, rule.get('match'), 'scoped', 'graylane')}")
+                continue
+            rule = dict(rule, match=kruise_rule["match"])
         _compare_match_rule(rule, kruise_rule, template_rule, stable, canary, verdict, f"spec.http[{index}]")
 
 
