@@ -35,8 +35,8 @@ def render(tmp_path: Path, objects: list, lua_dir: Path) -> list[dict]:
 
 def kruise_test_scripts(directory: Path) -> Path:
     """The nginx and aliyun-alb scripts of Kruise's ingress test ConfigMap, as trafficrouting_ingress/*.lua."""
-    from kruisepeer import kruise_module_dir
-    source = (kruise_module_dir() / "pkg/trafficrouting/network/ingress/ingress_test.go").read_text()
+    from kruisepeer import kruise_source
+    source = (kruise_source() / "pkg/trafficrouting/network/ingress/ingress_test.go").read_text()
     scripts = dict(re.findall(r'"%s\.([\w-]+)", configuration\.LuaTrafficRoutingIngressTypePrefix\): `(.*?)`',
                               source, re.S))
     assert set(scripts) == {"nginx", "aliyun-alb"}, "Kruise's ingress test ConfigMap changed"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import graylane_render, strategy_summary
+from paritylib import graylane_render, strategy_summary
 from engine.documents import Document
 from engine.lua.sandbox import LuaSandbox
 from engine.lua.scripts import builtin_layer
@@ -17,7 +17,7 @@ from engine.routing.render import network_result
 from engine.routing.script_input import build_script_input, original_of
 from engine.routing.strategy import plan, rollout_steps
 from kruise_fixes import FIXES, explain
-from kruisepeer import kruise_module_dir
+from kruisepeer import kruise_source
 
 pytestmark = pytest.mark.parity
 
@@ -51,7 +51,7 @@ def test_builtin_scripts_differ_from_kruise_only_by_documented_fixes(kruise_case
 
 
 def _kruise_test_cases() -> list[tuple[str, Path]]:
-    root = kruise_module_dir() / "lua_configuration"
+    root = kruise_source() / "lua_configuration"
     return [(path.parent.parent.name, path) for path in sorted(root.glob("networking.istio.io/*/testdata/*.yaml"))]
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import graylane_render
+from paritylib import graylane_render
 from engine.routing.harness import value_diff
 from helpers import run_graylane
 from kruise_known_differences import CONVERSION_DIFFERENCES
-from kruisepeer import kruise_module_dir
+from kruisepeer import kruise_source
 
 pytestmark = pytest.mark.parity
 
@@ -20,7 +20,7 @@ def _kruise_view(body: dict) -> dict:
 
 
 def test_kruise_test_data_passes_with_kruise_scripts():
-    result = run_graylane("test", str(kruise_module_dir() / "lua_configuration"))
+    result = run_graylane("test", str(kruise_source() / "lua_configuration"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().splitlines()[-1] == "5 passed, 0 failed"
 
