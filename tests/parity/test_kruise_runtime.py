@@ -2,10 +2,13 @@
 exactly what Kruise's own Go code gives on the same inputs; and Kruise's own test data passes."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from paritylib import graylane_render
 from engine.routing.harness import value_diff
+from engine.routing.script_input import ORIGINAL_ANNOTATION
 from helpers import run_graylane
 from kruise_known_differences import CONVERSION_DIFFERENCES
 from kruisepeer import kruise_source
@@ -14,9 +17,13 @@ pytestmark = pytest.mark.parity
 
 
 def _kruise_view(body: dict) -> dict:
+    """Spec, labels, annotations, and the stored original decoded (Kruise writes its keys sorted, graylane in
+    the object's own order: a documented difference; the content must agree)."""
     metadata = body.get("metadata") or {}
-    return {"spec": body.get("spec"), "labels": metadata.get("labels") or {},
-            "annotations": metadata.get("annotations") or {}}
+    annotations = dict(metadata.get("annotations") or {})
+    stored = annotations.pop(ORIGINAL_ANNOTATION, None)
+    return {"spec": body.get("spec"), "labels": metadata.get("labels") or {}, "annotations": annotations,
+            "original": json.loads(stored) if stored else None}
 
 
 def test_kruise_test_data_passes_with_kruise_scripts():
