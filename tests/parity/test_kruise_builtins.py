@@ -3,7 +3,6 @@ documented fixes (kruise_fixes.FIXES), each recognised by name; any other differ
 from __future__ import annotations
 
 import collections
-import shutil
 from pathlib import Path
 
 import pytest
