@@ -86,7 +86,8 @@ def test_trafficrouting_or_matches_regex_query_and_header_modifier(tmp_path: Pat
         {"path": {"type": "PathPrefix", "value": "/beta"}}]
     assert strategy["requestHeaderModifier"] == {"set": [{"name": "x-lane", "value": "gray"}], "remove": ["x-debug"]}
     path = write(tmp_path, "tr.yaml", text)
-    validate_clean(path, FULLLINK_A, FULLLINK_GATEWAY)
+    # valid, but Kruise's own v1alpha1 TrafficRouting would drop the query and path matches (GL0306)
+    validate_clean(path, FULLLINK_A, FULLLINK_GATEWAY, warnings=("GL0306", "GL0306"))
     http = render(path, FULLLINK_A, FULLLINK_GRAY)["VirtualService/vs-mocka"]["spec"]["http"]
     assert [rule.get("match") for rule in http] == [
         [{"headers": {"x-user": {"regex": "^(alice|bob)$"}}}], [{"queryParams": {"beta": {"exact": "1"}}}],
@@ -150,8 +151,8 @@ def test_rollout_steps_with_header_and_options(tmp_path: Path, reviews_objects: 
     rollout = docs(text)[0]
     assert rollout["metadata"]["name"] == "reviews-rollout"
     steps = rollout["spec"]["strategy"]["canary"]["steps"]
-    assert steps[0] == {"traffic": "10%", "matches": [{"headers": [{"type": "Exact", "name": "x-canary",
-                                                                    "value": "yes"}]}],
+    # matches take precedence over traffic (Kruise), so the steps carry matches and replicas, no traffic
+    assert steps[0] == {"matches": [{"headers": [{"type": "Exact", "name": "x-canary", "value": "yes"}]}],
                         "replicas": 1, "pause": {"duration": 300}}
     assert steps[1]["replicas"] == "100%" and "pause" not in steps[1]
     path = write(tmp_path, "rollout.yaml", text)
@@ -180,6 +181,8 @@ def test_rollout_steps_fragment_is_the_canary_strategy(tmp_path: Path, reviews_o
 @pytest.mark.parametrize("args,message", [
     (["trafficrouting", "t", "--service", "s", "--ref", "Widget/x", "--weight", "5"], "unknown kind 'Widget'"),
     (["trafficrouting", "t", "--service", "s", "--ref", "VirtualService/x"], "needs --weight N or a match"),
+    (["trafficrouting", "t", "--service", "s", "--ref", "VirtualService/x", "--weight", "5", "--header", "a=b"],
+     "matches take precedence over the weight"),
     (["trafficrouting", "t", "--service", "s", "--weight", "5"], "at least one --ref"),
     (["trafficrouting", "t", "--service", "s", "--ref", "VirtualService/x", "--weight", "101"], "from 0 to 100"),
     (["trafficrouting", "t", "--service", "s", "--ref", "VirtualService/x", "--header", "novalue"],

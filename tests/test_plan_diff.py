@@ -250,7 +250,8 @@ def test_describe_helpers():
                                    {"path": {"type": "PathPrefix", "value": "/b"},
                                     "queryParams": [{"type": "RegularExpression", "name": "q", "value": "x.*"}]}],
                                {"set": [{"name": "x-lane", "value": "gray"}], "remove": ["x-debug"]})
-    assert describe_strategy(strategy) == ("traffic 5%, matches (header a=1) or (path /b* and query q~x.*), "
+    assert describe_strategy(strategy) == ("traffic 5% ignored (matches take precedence), matches (header a=1) or "
+                                           "(path /b* and query q~x.*), "
                                            "set header x-lane=gray, remove header x-debug")
     assert describe_strategy(TrafficStrategy()) == "no traffic change (no weight, no matches)"
     assert describe_istio_match({"uri": {"exact": "/a"}, "headers": {"h": {"regex": "v+"}},

@@ -189,6 +189,9 @@ def traffic_routing(name: str, service: str, refs: list[str], matches: list[dict
     if weight is None and not matches:
         raise InvalidInputError("the strategy needs --weight N or a match (--header, --header-regex, --query, "
                                 "--path-prefix)")
+    if weight is not None and matches:
+        raise InvalidInputError("give --weight or a match, not both: matches take precedence over the weight "
+                                "(as in Kruise), so the weight would be ignored")
     strategy: dict = {}
     if weight is not None:
         strategy["weight"] = _weight(weight)
@@ -222,7 +225,8 @@ def canary_strategy(service: str, refs: list[str], steps: str, matches: list[dic
                     pause_seconds: Optional[int] = None, extra_workload: bool = True,
                     canary_service: bool = True) -> dict:
     """A v1beta1 Rollout ``spec.strategy.canary``: one step per percentage, each pausing (manually, or for
-    ``pause_seconds``) before the next, except the last."""
+    ``pause_seconds``) before the next, except the last. With matches, the steps route the matching requests
+    and carry no traffic (matches take precedence over it in Kruise); the percentages give the replicas."""
     traffic = parse_percentages(steps, "--steps")
     if not traffic:
         raise InvalidInputError("--steps needs at least one percentage")
@@ -233,9 +237,11 @@ def canary_strategy(service: str, refs: list[str], steps: str, matches: list[dic
         raise InvalidInputError("--pause must be a number of seconds, at least 0")
     result_steps = []
     for index, (percent, count) in enumerate(zip(traffic, counts)):
-        step: dict = {"traffic": percent}
+        step: dict = {}
         if matches:
             step["matches"] = copy.deepcopy(matches)  # no shared objects: YAML would print anchors
+        else:
+            step["traffic"] = percent
         if modifier:
             step["requestHeaderModifier"] = copy.deepcopy(modifier)
         step["replicas"] = count

@@ -3,13 +3,17 @@
 A case holds ``trafficRouting:`` (v1alpha1) or ``rollout:`` (with steps), ``original:`` (the network
 object) and ``expected:`` (one object per step). Services, weights and matches come from the same
 strategy code that ``render`` uses, and the script input from the same builder.
+
+Results are compared as Kruise compares them, on decoded values: maps without regard to key order, lists in
+order, numbers by value (``20`` equals ``20.0``, but ``true`` is not ``1``). A failing case prints a unified
+diff of both sides with map keys sorted, so only real differences show.
 """
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import yaml
 
@@ -58,8 +62,44 @@ def _expected_state(expected: dict) -> OriginalState:
                          dict(metadata.get("annotations") or {}))
 
 
-def _text(state: OriginalState) -> str:
-    return dump_yaml([{"spec": state.spec, "labels": state.labels, "annotations": state.annotations}])
+def same_value(left: Any, right: Any) -> bool:
+    """Semantic equality of decoded YAML/JSON: maps unordered, lists ordered, numbers by value, and a
+    bool equal only to a bool (Python's ``True == 1`` is not JSON's)."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return isinstance(left, bool) and isinstance(right, bool) and left == right
+    if isinstance(left, (int, float)) and isinstance(right, (int, float)):
+        return left == right
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(same_value(left[key], right[key]) for key in left)
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(same_value(a, b) for a, b in zip(left, right))
+    return type(left) is type(right) and left == right
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with map keys sorted and whole floats as integers: the form both sides of a diff take."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def value_diff(expected: Any, got: Any, expected_label: str = "expected", got_label: str = "got") -> str:
+    """A unified diff of two decoded values in canonical YAML; empty when they are the same value."""
+    if same_value(expected, got):
+        return ""
+    want_text, got_text = dump_yaml([canonical(expected)]), dump_yaml([canonical(got)])
+    if want_text == got_text:  # same text, different types (e.g. 1 and true, "1" and 1): show the types
+        want_text, got_text = repr(canonical(expected)) + "\n", repr(canonical(got)) + "\n"
+    return "\n".join(difflib.unified_diff(want_text.splitlines(), got_text.splitlines(), expected_label,
+                                          got_label, lineterm=""))
+
+
+def _comparable(state: OriginalState) -> dict:
+    return {"spec": state.spec, "labels": state.labels, "annotations": state.annotations}
 
 
 def run_case(sandbox: LuaSandbox, script: Script, case_path: Path) -> CaseResult:
@@ -87,12 +127,11 @@ def run_case(sandbox: LuaSandbox, script: Script, case_path: Path) -> CaseResult
             target = routing_plan.targets[0]
             obj = build_script_input(original, routing_plan.strategy, target.stable_service, target.canary_service)
             got = network_result(script, sandbox.run(script, obj).value)
-            got_text, want_text = _text(got), _text(_expected_state(want))
-            if got_text != want_text:
-                label = f"step {step}" if step else "trafficRouting"
-                diff = difflib.unified_diff(want_text.splitlines(), got_text.splitlines(),
-                                            f"expected ({label})", f"got ({label})", lineterm="")
-                result.failures.append("\n".join(diff))
+            label = f"step {step}" if step else "trafficRouting"
+            diff = value_diff(_comparable(_expected_state(want)), _comparable(got), f"expected ({label})",
+                              f"got ({label})")
+            if diff:
+                result.failures.append(diff)
     except (GraylaneError, ValueError, yaml.YAMLError) as exc:
         result.failures.append(str(exc))
     return result

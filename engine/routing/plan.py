@@ -124,7 +124,9 @@ def describe_kruise_match(match: dict) -> str:
 def describe_strategy(strategy: TrafficStrategy) -> str:
     parts = []
     if strategy.weight is not None:
-        parts.append(f"traffic {strategy.weight}%")
+        # Kruise's rule, which the built-in scripts follow: matches take precedence over the weight.
+        ignored = " ignored (matches take precedence)" if strategy.matches else ""
+        parts.append(f"traffic {strategy.weight}%{ignored}")
     if strategy.matches:
         parts.append("matches " + " or ".join(f"({describe_kruise_match(m)})" if len(strategy.matches) > 1
                                                 else describe_kruise_match(m) for m in strategy.matches))

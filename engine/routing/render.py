@@ -39,9 +39,9 @@ class Engine:
         return network_result(script, value)
 
     def run_ingress_script(self, class_type: str, annotations: dict, strategy: TrafficStrategy,
-                           stable_service: str, canary_service: str) -> dict:
+                           canary_service: str) -> dict:
         script = self.library.find(ingress_key(class_type))
-        obj = build_ingress_input(annotations, strategy, stable_service, canary_service)
+        obj = build_ingress_input(annotations, strategy, canary_service)
         value = self.sandbox.run(script, obj, self.printer).value
         return _string_map(script, value, "the returned annotations")
 
@@ -150,10 +150,15 @@ def _render_all(documents: list[Document], engine: Engine, step: Optional[int]) 
                         f"{ref.kind}/{ref.name} is already routed by {claimed[id(found)].document.describe()}; "
                         "one object can follow only one routing", ref.field)
                 claimed[id(found)] = routing
+                if not routing.strategy.routes_traffic:
+                    rendered.append(Rendered(found, found.body, routing, False))
+                    continue
                 rendered.append(render_object(found, routing.strategy, target.stable_service,
                                               target.canary_service, engine, routing))
-            if target.ingress:
-                rendered.append(render_canary_ingress(documents, routing, target.ingress, target, engine))
+            if target.ingress and routing.strategy.routes_traffic:
+                canary = render_canary_ingress(documents, routing, target.ingress, target, engine)
+                if canary is not None:
+                    rendered.append(canary)
     return rendered
 
 
@@ -173,43 +178,75 @@ def render_object(document: Document, strategy: TrafficStrategy, stable_service:
     return Rendered(document, body, routing, body != document.body)
 
 
+INGRESS_API = "networking.k8s.io/v1"
+
+
 def render_canary_ingress(documents: list[Document], routing: RoutingPlan, ingress: dict, target: Any,
-                          engine: Engine) -> Rendered:
-    """Kruise's ingress flow: a ``<name>-canary`` copy of the stable Ingress whose backends point at the
-    canary service, with the annotations the ``trafficrouting_ingress/<classType>.lua`` script returns."""
+                          engine: Engine) -> Optional[Rendered]:
+    """Kruise's ingress flow, converged: the ``<name>-canary`` Ingress with the annotations the
+    ``trafficrouting_ingress/<classType>.lua`` script returns.
+
+    As Kruise's ingress provider: an existing canary Ingress keeps its spec and gets the script's annotations
+    (from its own); otherwise one is built from the stable Ingress (see ``canary_ingress``), first annotated by
+    the script at weight 0 (what Kruise creates), then by the step's strategy (what its next reconcile sets).
+    At weight 0 no canary Ingress is created (None)."""
     name = ingress["name"]
-    stable = find_object(documents, "networking.k8s.io/v1", "Ingress", name, routing.document.namespace)
+    stable = find_object(documents, INGRESS_API, "Ingress", name, routing.document.namespace)
     if stable is None:
         raise routing.document.error(f"references Ingress/{name}, which is not among the inputs"
                                      + did_you_mean(name, [d.name for d in documents if d.kind == "Ingress"]),
                                      f"{target.field}.ingress.name")
-    canary_name = f"{name}-canary"
-    existing = find_object(documents, "networking.k8s.io/v1", "Ingress", canary_name, routing.document.namespace)
-    annotations = dict((existing.metadata.get("annotations") or {}) if existing else {})
-    new_annotations = engine.run_ingress_script(ingress.get("classType") or "nginx", annotations, routing.strategy,
-                                                target.stable_service, target.canary_service)
-    body = copy.deepcopy(stable.body)
-    metadata = {key: value for key, value in (body.get("metadata") or {}).items()
-                if key in ("name", "namespace", "labels")}
-    metadata["name"] = canary_name
-    metadata["annotations"] = new_annotations
-    body["metadata"] = metadata
-    body.pop("status", None)
-    _retarget_backends(body.get("spec"), target.stable_service, target.canary_service)
+    class_type = ingress.get("classType") or "nginx"
+    existing = find_object(documents, INGRESS_API, "Ingress", f"{name}-canary", routing.document.namespace)
+    if existing is not None:
+        body = copy.deepcopy(existing.body)
+        annotations = dict(existing.metadata.get("annotations") or {})
+    elif routing.strategy.weight == 0:
+        return None
+    else:
+        body = canary_ingress(stable.body, target.stable_service, target.canary_service)
+        annotations = engine.run_ingress_script(class_type, dict(stable.metadata.get("annotations") or {}),
+                                                TrafficStrategy(weight=0), target.canary_service)
+    annotations = engine.run_ingress_script(class_type, annotations, routing.strategy, target.canary_service)
+    metadata = body.setdefault("metadata", {})
+    if annotations:
+        metadata["annotations"] = annotations
+    else:
+        metadata.pop("annotations", None)
     before = existing.body if existing else None
     return Rendered(existing or stable, body, routing, body != before)
 
 
-def _retarget_backends(node: Any, stable: str, canary: str) -> None:
-    if isinstance(node, dict):
-        service = node.get("service")
-        if isinstance(service, dict) and service.get("name") == stable:
-            service["name"] = canary
-        for value in node.values():
-            _retarget_backends(value, stable, canary)
-    elif isinstance(node, list):
-        for item in node:
-            _retarget_backends(item, stable, canary)
+def canary_ingress(stable: dict, stable_service: str, canary_service: str) -> dict:
+    """The canary Ingress Kruise builds from the stable one: its name plus ``-canary``, its namespace, labels
+    and annotations, ingressClassName and tls; only the rules and paths whose backend is the stable service,
+    pointed at the canary service; no defaultBackend."""
+    metadata = stable.get("metadata") or {}
+    spec = stable.get("spec") or {}
+    canary_metadata = {"name": f"{metadata.get('name')}-canary"}
+    for key in ("namespace", "labels", "annotations"):
+        if metadata.get(key):
+            canary_metadata[key] = copy.deepcopy(metadata[key])
+    rules = []
+    for rule in spec.get("rules") or []:
+        paths = []
+        for path in ((rule or {}).get("http") or {}).get("paths") or []:
+            service = ((path or {}).get("backend") or {}).get("service") or {}
+            if service.get("name") != stable_service:
+                continue
+            canary_path = {key: copy.deepcopy(path[key]) for key in ("path", "pathType", "backend") if key in path}
+            canary_path["backend"]["service"]["name"] = canary_service
+            paths.append(canary_path)
+        if paths:
+            rules.append({**({"host": rule["host"]} if rule.get("host") else {}), "http": {"paths": paths}})
+    canary_spec: dict = {}
+    if spec.get("ingressClassName") is not None:
+        canary_spec["ingressClassName"] = spec["ingressClassName"]
+    if spec.get("tls"):
+        canary_spec["tls"] = copy.deepcopy(spec["tls"])
+    if rules:
+        canary_spec["rules"] = rules
+    return {"apiVersion": INGRESS_API, "kind": "Ingress", "metadata": canary_metadata, "spec": canary_spec}
 
 
 @dataclass

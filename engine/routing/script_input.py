@@ -55,14 +55,13 @@ def _with_routing_fields(obj: dict, strategy: TrafficStrategy) -> dict:
     return obj
 
 
-def build_ingress_input(annotations: dict, strategy: TrafficStrategy, stable_service: str,
-                        canary_service: str) -> dict:
-    """``obj`` for an ingress-annotation script (``trafficrouting_ingress/<classType>.lua``)."""
+def build_ingress_input(annotations: dict, strategy: TrafficStrategy, canary_service: str) -> dict:
+    """``obj`` for an ingress-annotation script (``trafficrouting_ingress/<classType>.lua``): Kruise's ingress
+    LuaData, which has no stableService."""
     obj: dict = {
         "annotations": dict(annotations),
         "weight": "-1" if strategy.weight is None else str(strategy.weight),
         "canaryService": canary_service,
-        "stableService": stable_service,
     }
     return _with_routing_fields(obj, strategy)
 

@@ -29,6 +29,12 @@ class TrafficStrategy:
     matches: list[dict] = field(default_factory=list)
     request_header_modifier: Optional[dict] = None
 
+    @property
+    def routes_traffic(self) -> bool:
+        """Kruise's traffic-routing manager runs the network providers only for a strategy with a weight or
+        matches; for any other step it leaves the network objects as they are."""
+        return self.weight is not None or bool(self.matches)
+
 
 @dataclass
 class NetworkRef:

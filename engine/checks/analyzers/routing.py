@@ -32,6 +32,7 @@ def analyze_document(document: Document) -> list[Finding]:
         if "weight" in strategy:
             findings.extend(_weight(document, strategy["weight"], "spec.strategy.weight"))
         findings.extend(kruise_matches(document, strategy.get("matches"), "spec.strategy.matches"))
+        findings.extend(_kruise_precedence(document, strategy, "spec.strategy"))
     elif is_rollout(document):
         canary = as_map(as_map(spec.get("strategy")).get("canary"))
         for index, step in enumerate(as_list(canary.get("steps"))):
@@ -42,7 +43,28 @@ def analyze_document(document: Document) -> list[Finding]:
             if "weight" in step:
                 findings.extend(_weight(document, step["weight"], f"{path}.weight"))
             findings.extend(kruise_matches(document, step.get("matches"), f"{path}.matches"))
+            findings.extend(_kruise_precedence(document, step, path))
     return findings
+
+
+def _kruise_precedence(document: Document, strategy: dict, path: str) -> Iterator[Finding]:
+    """GL0305: weight and matches together (matches win, as in Kruise); GL0306: v1alpha1 path/queryParams,
+    which Kruise's v1alpha1 API drops (headers only), so the object would route differently under Kruise."""
+    matches = [as_map(match) for match in as_list(strategy.get("matches"))]
+    for key in ("traffic", "weight"):
+        if matches and strategy.get(key) is not None:
+            yield finding("GL0305", document, f"{path}.{key}",
+                          f"{key} {strategy[key]} is ignored: matches take precedence over weight (as in Kruise), "
+                          "so only requests that match go to the canary; remove the weight, or the matches")
+    if document.api_version != f"{KRUISE}/v1alpha1":
+        return
+    for index, match in enumerate(matches):
+        for key in ("path", "queryParams"):
+            if match.get(key):
+                yield finding("GL0306", document, f"{path}.matches[{index}].{key}",
+                              f"Kruise's v1alpha1 {document.kind} keeps only headers in matches and would drop "
+                              f"{key}; graylane reads it, so this object is not portable to Kruise (use "
+                              "rollouts.kruise.io/v1beta1 Rollout steps for path and query matches)")
 
 
 def _weight(document: Document, value: Any, path: str) -> Iterator[Finding]:

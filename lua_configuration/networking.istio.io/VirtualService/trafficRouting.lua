@@ -13,6 +13,9 @@
 -- Weight: every http/tcp/tls rule without `match` that routes to the stable service gets its
 --   destination weights scaled to stableWeight (largest-remainder rounding, so weights sum to exactly
 --   100) and a canary destination with canaryWeight.
+-- Matches take precedence over weight, as in Kruise (TrafficRoutingStrategy.Matches): a step with both
+--   only inserts the lane rules and leaves the weights alone. Rules with matches that this script did
+--   not create are left alone.
 
 local spec = obj.data.spec
 local stable = obj.stableService
@@ -445,7 +448,9 @@ local function insertLaneRules(matches)
   spec.http = result
 end
 
-if canaryWeight ~= -1 then
+local hasMatches = obj.matches ~= nil and #obj.matches > 0
+
+if canaryWeight ~= -1 and not hasMatches then
   for _, protocol in ipairs({"http", "tcp", "tls"}) do
     if type(spec[protocol]) == "table" then
       for _, rule in ipairs(spec[protocol]) do splitRule(rule, protocol) end
@@ -453,7 +458,7 @@ if canaryWeight ~= -1 then
   end
 end
 
-if obj.matches and #obj.matches > 0 then
+if hasMatches then
   insertLaneRules(obj.matches)
 end
 
