@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "engine.cli.color",
     "engine.cli.chain",
     "engine.cli.simulate",
+    "engine.cli.script",
 ]
 
 
@@ -41,6 +42,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return int(args.handler(args) or 0)
     except GraylaneError as error:
         print(f"error: {error}", file=sys.stderr)
+        for line in error.details():
+            print(line, file=sys.stderr)
         return getattr(args, "error_exit_code", None) or error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

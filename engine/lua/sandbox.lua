@@ -345,7 +345,13 @@ end
 
 -- memory_kb: checked in the hook where the allocator cannot enforce a limit (64-bit LuaJIT).
 local deadline, memory_limit_kb, stopped_at
-local function hook()
+local script_source    -- the running script's chunk name
+local covered          -- line coverage: the script chunk's executed lines, when asked for
+local function hook(event, line)
+  if event == 'line' then
+    if getinfo(2, 'S').source == script_source then covered[line] = true end
+    return
+  end
   if killed or clock() > deadline then
     stopped_at = stopped_at or where(3)
     killed = killed or TIMEOUT
@@ -358,7 +364,29 @@ local function hook()
   end
 end
 
-local function run(fn, tokens, timeout, interval, printer, memory_kb)
+-- On an error, the script's own frames (line, function name; innermost first) for the error report. The
+-- message is kept first, so that even a failure inside the handler (no memory left) loses nothing but frames.
+local MAX_FRAMES = 20
+local error_message, error_frames
+local function capture(message)
+  error_message, error_frames = message, nil
+  if killed or message == 'not enough memory' then return message end
+  local frames, level = {}, 2
+  while #frames < 2 * MAX_FRAMES do
+    local info = getinfo(level, 'Sln')
+    if not info then break end
+    if info.source == script_source and info.currentline > 0 then
+      frames[#frames + 1] = info.currentline
+      frames[#frames + 1] = info.what == 'main' and 'main chunk' or
+        (info.name and format("function '%s'", info.name) or format('function <line %d>', info.linedefined))
+    end
+    level = level + 1
+  end
+  error_frames = frames
+  return message
+end
+
+local function run(fn, tokens, timeout, interval, printer, memory_kb, lines)
   local obj = from_tokens(tokens)
   -- `printer` is a Python callable: scripts only ever see this Lua closure, never the Python object.
   local env = setmetatable({obj = obj, print = function(...) printer(...) end}, ENV_META)
@@ -367,9 +395,12 @@ local function run(fn, tokens, timeout, interval, printer, memory_kb)
   setfenv(fn, env)
   killed, stopped_at, memory_limit_kb = nil, nil, memory_kb
   deadline = clock() + timeout
-  sethook(hook, '', interval)
-  local ok, result = pcall(fn)
+  script_source, covered, error_message, error_frames = getinfo(fn, 'S').source, lines, nil, nil
+  sethook(hook, lines and 'l' or '', interval)
+  local ok, result = xpcall(fn, capture)
+  if not ok and error_message ~= nil then result = error_message end
   sethook()
+  covered = nil
   current_env = nil
   if killed then
     local reason = killed == TIMEOUT and 'timeout' or 'memory'
@@ -378,7 +409,7 @@ local function run(fn, tokens, timeout, interval, printer, memory_kb)
   end
   if not ok then
     if result == 'not enough memory' then return false, 'memory', nil, nil end
-    return false, 'error', nil, tostring(result)
+    return false, 'error', nil, tostring(result), error_frames
   end
   if type(result) ~= 'table' then
     return false, 'output', nil, 'returned ' .. type(result) .. ' instead of a table'

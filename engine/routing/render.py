@@ -134,11 +134,22 @@ def render_object(document: Document, strategy: TrafficStrategy, stable_service:
     except ValueError as exc:
         raise document.error(str(exc), f"metadata.annotations[{ORIGINAL_ANNOTATION}]") from None
     key = resource_key(document.api_version, document.kind)
-    result = engine.run_network_script(key, copy.deepcopy(original), strategy, stable_service, canary_service)
+    try:
+        result = engine.run_network_script(key, copy.deepcopy(original), strategy, stable_service, canary_service)
+    except ScriptError as error:
+        error.subject = error.subject or describe_input(document, routing)
+        raise
     body = apply_result(document.body, result.spec, result.labels, result.annotations, encode_original(original))
     if check:
         check(document, body)
     return Rendered(document, body, routing, body != document.body)
+
+
+def describe_input(document: Document, routing: RoutingPlan) -> str:
+    """The object a script was running on, for script errors: kind/name, file, document, routing step."""
+    where = f"{document.kind}/{document.name} ({document.source}, document {document.index})"
+    step = f"step {routing.step} of " if routing.step else ""
+    return f"{where}, routed by {step}{routing.document.kind}/{routing.document.name}"
 
 
 def render_canary_ingress(documents: list[Document], routing: RoutingPlan, ingress: dict, target: Any,
