@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     filename_option(render_parser)
     render_parser.add_argument("--step", type=int, metavar="N", help="Rollout step, 1-based (default 1)")
     render_parser.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    render_parser.add_argument("--show-input", action="store_true",
+                               help="print the obj each script receives (JSON) instead of running the scripts "
+                                    "(as graylane script input)")
     script_options(render_parser)
     render_parser.set_defaults(handler=run_render)
 
@@ -39,6 +42,10 @@ def run_render(args: argparse.Namespace) -> int:
     from engine.routing.render import render
     if args.step is not None and args.step < 1:
         raise InvalidInputError("--step is 1-based and must be at least 1")
+    if args.show_input:
+        from engine.cli.script import run_input
+
+        return run_input(args)
     documents = inputs.read_documents(args.filename)
     rendered = render(documents, engine_from_args(args), args.step, check_rendered)
     emit([item.body for item in rendered], args.output)
