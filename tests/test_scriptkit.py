@@ -180,6 +180,27 @@ def test_script_input_shows_ingress_and_builtin_inputs():
     assert entries[0]["routing"]["step"] == 2 and entries[0]["obj"]["canaryWeight"] == 50
 
 
+def test_ingress_scripts_input_and_errors(tmp_path):
+    (tmp_path / "trafficrouting_ingress").mkdir()
+    (tmp_path / "in.yaml").write_text(yaml.safe_dump_all([
+        {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
+         "spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
+             "service": {"name": "web", "port": {"number": 80}}}}]}}]}},
+        {"apiVersion": "rollouts.kruise.io/v1alpha1", "kind": "TrafficRouting", "metadata": {"name": "tr"},
+         "spec": {"strategy": {"weight": 20}, "objectRef": [{"service": "web", "ingress": {"classType": "nginx",
+                                                                                             "name": "web"}}]}},
+    ]))
+    entries = json.loads(ok(run_graylane("script", "input", "-f", "in.yaml", cwd=tmp_path)).stdout)
+    assert [(e["object"]["kind"], e["scriptKey"], e["script"]) for e in entries] == [
+        ("Ingress", "trafficrouting_ingress/nginx", None)]
+    assert entries[0]["obj"] == {"annotations": {}, "weight": "20", "canaryService": "web", "stableService": "web"}
+    (tmp_path / "trafficrouting_ingress" / "nginx.lua").write_text("return obj.annotations.missing.key\n")
+    stderr = failed_cleanly(run_graylane("render", "-f", "in.yaml", "--lua-dir", ".", cwd=tmp_path))
+    assert stderr.splitlines()[:2] == [
+        "error: script ./trafficrouting_ingress/nginx.lua:1: attempt to index field 'missing' (a nil value)",
+        "  input: Ingress/web (in.yaml, document 1), routed by TrafficRouting/tr"]
+
+
 def test_update_rewrites_only_failing_expected_blocks_and_run_filters(workspace):
     script = scaffold(workspace)
     testdata = script.parent / "testdata"

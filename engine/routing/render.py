@@ -164,8 +164,12 @@ def render_canary_ingress(documents: list[Document], routing: RoutingPlan, ingre
     canary_name = f"{name}-canary"
     existing = find_object(documents, "networking.k8s.io/v1", "Ingress", canary_name, routing.document.namespace)
     annotations = dict((existing.metadata.get("annotations") or {}) if existing else {})
-    new_annotations = engine.run_ingress_script(ingress.get("classType") or "nginx", annotations, routing.strategy,
-                                                target.stable_service, target.canary_service)
+    try:
+        new_annotations = engine.run_ingress_script(ingress.get("classType") or "nginx", annotations,
+                                                    routing.strategy, target.stable_service, target.canary_service)
+    except ScriptError as error:
+        error.subject = error.subject or describe_input(stable, routing)
+        raise
     body = copy.deepcopy(stable.body)
     metadata = {key: value for key, value in (body.get("metadata") or {}).items()
                 if key in ("name", "namespace", "labels")}
