@@ -411,6 +411,9 @@ def test_script_errors_show_the_line_a_caret_the_input_and_the_scripts_frames(wo
                                          cwd=workspace)).splitlines()
     assert syntax[0] == f"error: script {path}:2: unexpected symbol near '='"
     assert syntax[2:] == ["      2 | local y = = 2", "        |           ^"]  # the second '=', where it stopped
+    covered = run_graylane("test", "scripts", "--coverage", cwd=workspace)
+    assert covered.returncode == 1 and "Traceback" not in covered.stderr
+    assert "unexpected symbol near '='" in covered.stdout and covered.stdout.endswith("0 passed, 1 failed\n")
 
 
 # --- the README walkthrough -----------------------------------------------------------------------------

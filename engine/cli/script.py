@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -101,7 +102,6 @@ def run_input(args: argparse.Namespace) -> int:
         raise InvalidInputError("--step is 1-based and must be at least 1")
     documents = inputs.read_documents(args.filename)
     entries = script_inputs(documents, inputs.script_library(args.lua_dir, args.lua_configmap), args.step)
-    import json
     sys.stdout.write(json.dumps(entries, indent=2, ensure_ascii=False) + "\n")
     return 0
 

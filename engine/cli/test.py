@@ -4,8 +4,12 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from engine.routing.harness import CaseResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,7 +60,7 @@ def run_test(args: argparse.Namespace) -> int:
                 print("     " + failure.replace("\n", "\n     "))
             if args.update and result.updatable:
                 _update(result)
-                print(f"     updated: expected: now holds the current output")
+                print("     updated: expected: now holds the current output")
                 updated += 1
         passed += report.passed
         failed += report.failed
@@ -72,7 +76,8 @@ def run_test(args: argparse.Namespace) -> int:
     return 0 if failed == 0 and passed + updated > 0 else 1
 
 
-def _update(result) -> None:
+def _update(result: "CaseResult") -> None:
+    """Write the case's expected: from what the script returned (``graylane test --update``)."""
     from engine.routing.scriptkit.snapshot import expected_object, replace_expected
 
     text = result.case.read_text(encoding="utf-8")

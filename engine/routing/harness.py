@@ -179,6 +179,9 @@ def run_tree(sandbox: LuaSandbox, root: Union[str, Path], origin_root: Optional[
         for case in cases:
             results.append(run_case(sandbox, script, case, lines))
         if lines is not None and cases:
-            coverages.append(ScriptCoverage(script.origin, source, frozenset(executable_lines(source, script.origin)),
-                                            frozenset(lines)))
+            try:
+                executable = executable_lines(source, script.origin)
+            except ScriptError:  # a syntax error: every case already fails with it
+                continue
+            coverages.append(ScriptCoverage(script.origin, source, frozenset(executable), frozenset(lines)))
     return HarnessReport(results, missing, coverages)
