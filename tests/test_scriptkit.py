@@ -262,6 +262,25 @@ def test_coverage_reports_lines_never_run_until_a_case_reaches_them(workspace):
     assert f"  scripts/{KEY}/trafficRouting.lua: 12/12 lines (100.0%)" in full.stdout.splitlines()
 
 
+@pytest.mark.parametrize("body,limit,reason", [
+    ("while true do end", "--timeout=0.2", "exceeded the time limit of 0.2s"),
+    ("local ok = pcall(function() while true do end end)\nreturn obj.data", "--timeout=0.2",
+     "exceeded the time limit of 0.2s"),
+    ("local t = {}\nfor i = 1, 1e9 do t[i] = string.rep('x', 64) .. i end", "--max-memory=2 --timeout=10",
+     "exceeded the memory limit of 2 MiB"),
+    ("local f = loadstring('local function g(n) return 1 + g(n + 1) end return g')()\nf(1)", "--timeout=5",
+     ": stack overflow"),
+], ids=["loop", "pcall", "memory", "overflow"])
+def test_limits_hold_with_coverage_on(workspace, body, limit, reason):
+    """The line hook must not weaken the sandbox: a one-instruction loop used to dodge the time limit."""
+    script = scaffold(workspace)
+    script.write_text(body + "\n")
+    result = run_graylane("test", "scripts", "--coverage", *limit.split(), cwd=workspace)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stdout + result.stderr
+    assert reason in result.stdout and "[string" not in result.stdout, result.stdout
+    assert f"  scripts/{KEY}/trafficRouting.lua: " in result.stdout
+
+
 def test_builtin_scripts_cases_run_every_line_that_can_run():
     """The built-in scripts' cases reach every line that can run; the failure lists the lines that no case ran."""
     from engine.lua.sandbox import LuaSandbox

@@ -347,10 +347,14 @@ end
 local deadline, memory_limit_kb, stopped_at
 local script_source    -- the running script's chunk name
 local covered          -- line coverage: the script chunk's executed lines, when asked for
+local HOST_SOURCE = getinfo(1, 'S').source
 local function hook(event, line)
+  -- Line events come only with coverage on. Outside this host file they run the limit checks too: a loop
+  -- as short as `while true do end` would otherwise use up every count event inside this hook, where no
+  -- hook fires, and never be stopped. (In the host, a check could fire after the run, before sethook().)
   if event == 'line' then
-    if getinfo(2, 'S').source == script_source then covered[line] = true end
-    return
+    local source = getinfo(2, 'S').source
+    if source == script_source then covered[line] = true elseif source == HOST_SOURCE then return end
   end
   if killed or clock() > deadline then
     stopped_at = stopped_at or where(3)
@@ -366,13 +370,15 @@ end
 
 -- On an error, the script's own frames (line, function name; innermost first) for the error report. The
 -- message is kept first, so that even a failure inside the handler (no memory left) loses nothing but frames.
-local MAX_FRAMES = 20
+-- Only the innermost levels are searched: getinfo(level) walks the stack from the top, so walking all of
+-- a stack overflow's 20,000 levels would take seconds (and no hook can stop an error handler).
+local MAX_FRAMES, MAX_LEVELS = 20, 200
 local error_message, error_frames
 local function capture(message)
   error_message, error_frames = message, nil
   if killed or message == 'not enough memory' then return message end
   local frames, level = {}, 2
-  while #frames < 2 * MAX_FRAMES do
+  while #frames < 2 * MAX_FRAMES and level < MAX_LEVELS do
     local info = getinfo(level, 'Sln')
     if not info then break end
     if info.source == script_source and info.currentline > 0 then

@@ -25,6 +25,7 @@ DEFAULT_TIMEOUT = 1.0
 DEFAULT_MAX_MEMORY = 64 * 1024 * 1024
 HOOK_INTERVAL = 1000  # instructions between time checks
 
+_HOST_LOCATION = re.compile(r'^\[string "[^"\n]*"\]:\d+: ')  # the trusted host's chunk (sandbox.lua)
 _LOCATION = re.compile(r"^(?P<chunk>[^\n]*?):(?P<line>\d+): (?P<message>.*)$", re.S)
 
 
@@ -163,7 +164,8 @@ def _script_error(script: Script, message: str, reason: str,
                   frames: Sequence[tuple[int, str]] = ()) -> ScriptError:
     """The error with its line: from the message's location, else (error(msg, 0), an error in loaded code)
     the innermost frame of the script itself."""
-    match = _LOCATION.match(message or "")
+    message = _HOST_LOCATION.sub("", message or "", count=1)  # e.g. a stack overflow noticed in the host
+    match = _LOCATION.match(message)
     if match and match.group("chunk").endswith(script.origin[-40:]):
         return ScriptError(script.origin, match.group("message"), int(match.group("line")), reason, script.source,
                            frames)
