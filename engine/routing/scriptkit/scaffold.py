@@ -31,7 +31,8 @@ SKELETON = """\
 --
 -- Return the new {{spec = ..., labels = ..., annotations = ...}} (returning obj.data changes nothing).
 -- Libraries: string, table, math and json (json.encode, json.decode, json.null); print() shows with -v.
--- `graylane script input -f ...` prints the obj this script gets; `graylane test DIR` runs testdata/.
+-- `graylane script input -f ...` prints the obj this script gets; `graylane test DIR` runs testdata/;
+-- `graylane script types > graylane-types.lua` lets an editor complete and check obj's fields.
 
 local spec = obj.data.spec
 
