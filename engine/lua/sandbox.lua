@@ -404,7 +404,9 @@ local function run(fn, tokens, timeout, interval, printer, memory_kb, lines)
   script_source, covered, error_message, error_frames = getinfo(fn, 'S').source, lines, nil, nil
   sethook(hook, lines and 'l' or '', interval)
   local ok, result = xpcall(fn, capture)
+  local frames = error_frames
   if not ok and error_message ~= nil then result = error_message end
+  error_message, error_frames = nil, nil  -- nothing of a run is kept for the next one
   sethook()
   covered = nil
   current_env = nil
@@ -415,7 +417,7 @@ local function run(fn, tokens, timeout, interval, printer, memory_kb, lines)
   end
   if not ok then
     if result == 'not enough memory' then return false, 'memory', nil, nil end
-    return false, 'error', nil, tostring(result), error_frames
+    return false, 'error', nil, tostring(result), frames
   end
   if type(result) ~= 'table' then
     return false, 'output', nil, 'returned ' .. type(result) .. ' instead of a table'
