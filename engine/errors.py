@@ -4,13 +4,18 @@ The CLI prints ``str(error)`` and exits with ``error.exit_code``; a Python trace
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional
+import re
+from typing import Iterable, Optional, Sequence
 
 
 class GraylaneError(Exception):
     """Base of all graylane errors."""
 
     exit_code = 1
+
+    def details(self) -> list[str]:
+        """Lines the CLI prints after the one-line message (indented); most errors have none."""
+        return []
 
 
 class InvalidInputError(GraylaneError):
@@ -41,17 +46,56 @@ class ScriptNotFoundError(GraylaneError):
 
 
 class ScriptError(GraylaneError):
-    """A Lua script failed, ran out of time or memory, or returned something unusable."""
+    """A Lua script failed, ran out of time or memory, or returned something unusable.
+
+    ``str()`` is one line naming the input object (``subject``, set by the caller that knows it) and the script
+    line (controllers and status fields use it); ``details()`` points into the script: the routing that ran
+    it, the source line with a caret, and the script's own frames.
+    """
 
     def __init__(self, script: str, message: str, line: Optional[int] = None, reason: str = "error",
-                 subject: Optional[str] = None):
-        self.script, self.message, self.line, self.reason, self.subject = script, message, line, reason, subject
-        location = f"{script}:{line}" if line else script
-        super().__init__((f"{subject}: " if subject else "") + f"script {location}: {message}")
+                 source: Optional[str] = None, frames: Sequence[tuple[int, str]] = ()):
+        self.script, self.message, self.line, self.reason = script, message, line, reason
+        self.source, self.frames = source, list(frames)
+        self.subject: Optional[str] = None  # the input the script ran on: ``file: document N: Kind ns/name``
+        self.routed_by: Optional[str] = None  # the routing (and step) that ran it
+        super().__init__(str(self))
 
-    def about(self, subject: str) -> "ScriptError":
-        """The same error, naming the input the script ran on (``file: document N: Kind ns/name``)."""
-        return ScriptError(self.script, self.message, self.line, self.reason, subject)
+    def __str__(self) -> str:
+        location = f"{self.script}:{self.line}" if self.line else self.script
+        return (f"{self.subject}: " if self.subject else "") + f"script {location}: {self.message}"
+
+    def about(self, subject: str, routed_by: Optional[str] = None) -> "ScriptError":
+        """Name the input the script ran on; the innermost caller that knows it says it first."""
+        if self.subject is None:
+            self.subject, self.routed_by = subject, routed_by
+        return self
+
+    def details(self) -> list[str]:
+        lines = [f"  routed by {self.routed_by}"] if self.routed_by else []
+        source_lines = self.source.splitlines() if self.source else []
+        if self.line and 0 < self.line <= len(source_lines):
+            text = source_lines[self.line - 1].expandtabs(4).rstrip()
+            gutter = f"  {self.line:>5} | "
+            lines.append(gutter + text)
+            lines.append(" " * (len(gutter) - 2) + "| " + " " * _caret_column(text, self.message) + "^")
+        if len(self.frames) > 1 or (self.frames and self.frames[0][0] != self.line):
+            lines.append("  traceback (the script's own frames, innermost first):")
+            lines.extend(f"    {self.script}:{line}: in {name}" for line, name in self.frames)
+        return lines
+
+
+def _caret_column(text: str, message: str) -> int:
+    """Where on the line the error points: for a syntax error the last ``near 'x'`` token, else the first name
+    Lua's message quotes (``field 'http'``, ``global 'f'``), else the first character of code."""
+    near = re.search(r"near '([^']+)'$", message)  # a syntax error: the token where parsing stopped
+    if near and near.group(1) in text:
+        return text.rindex(near.group(1))
+    for name in re.findall(r"'([^']+)'", message):
+        found = re.search(r"(?<![\w.])" + re.escape(name) + r"(?!\w)", text) or re.search(re.escape(name), text)
+        if found:
+            return found.start()
+    return len(text) - len(text.lstrip())
 
 
 class ClusterError(GraylaneError):

@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "engine.cli.chain",
     "engine.cli.simulate",
     "engine.cli.about",     # version, completion
+    "engine.cli.script",
 ]
 
 _INVALID_CHOICE = re.compile(r"argument (?P<argument>[^:]+): invalid choice: '(?P<value>[^']*)' "
@@ -103,6 +104,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "graylane") -> int:
         return int(args.handler(args) or 0)
     except GraylaneError as error:
         print(f"error: {error}", file=sys.stderr)
+        for line in error.details():
+            print(line, file=sys.stderr)
         return getattr(args, "error_exit_code", None) or error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     namespace_option(render_parser)
     object_output_option(render_parser)
     force_option(render_parser)
+    render_parser.add_argument("--show-input", action="store_true",
+                               help="print the obj each script receives (JSON) instead of running the scripts "
+                                    "(as graylane script input)")
     script_options(render_parser)
     render_parser.set_defaults(handler=run_render)
 
@@ -40,6 +43,10 @@ def run_render(args: argparse.Namespace) -> int:
     from engine.routing.render import render
     if args.step is not None and args.step < 1:
         raise InvalidInputError("--step is 1-based and must be at least 1")
+    if args.show_input:
+        from engine.cli.script import run_input
+
+        return run_input(args)
     documents = read_inputs(args)
     rendered = render(documents, engine_from_args(args), args.step, output_check(args))
     print_warnings(w for item in rendered for w in item.warnings)

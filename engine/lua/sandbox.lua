@@ -345,7 +345,17 @@ end
 
 -- memory_kb: checked in the hook where the allocator cannot enforce a limit (64-bit LuaJIT).
 local deadline, memory_limit_kb, stopped_at
-local function hook()
+local script_source    -- the running script's chunk name
+local covered          -- line coverage: the script chunk's executed lines, when asked for
+local HOST_SOURCE = getinfo(1, 'S').source
+local function hook(event, line)
+  -- Line events come only with coverage on. Outside this host file they run the limit checks too: a loop
+  -- as short as `while true do end` would otherwise use up every count event inside this hook, where no
+  -- hook fires, and never be stopped. (In the host, a check could fire after the run, before sethook().)
+  if event == 'line' then
+    local source = getinfo(2, 'S').source
+    if source == script_source then covered[line] = true elseif source == HOST_SOURCE then return end
+  end
   if killed or clock() > deadline then
     stopped_at = stopped_at or where(3)
     killed = killed or TIMEOUT
@@ -358,7 +368,31 @@ local function hook()
   end
 end
 
-local function run(fn, tokens, timeout, interval, printer, memory_kb)
+-- On an error, the script's own frames (line, function name; innermost first) for the error report. The
+-- message is kept first, so that even a failure inside the handler (no memory left) loses nothing but frames.
+-- Only the innermost levels are searched: getinfo(level) walks the stack from the top, so walking all of
+-- a stack overflow's 20,000 levels would take seconds (and no hook can stop an error handler).
+local MAX_FRAMES, MAX_LEVELS = 20, 200
+local error_message, error_frames
+local function capture(message)
+  error_message, error_frames = message, nil
+  if killed or message == 'not enough memory' then return message end
+  local frames, level = {}, 2
+  while #frames < 2 * MAX_FRAMES and level < MAX_LEVELS do
+    local info = getinfo(level, 'Sln')
+    if not info then break end
+    if info.source == script_source and info.currentline > 0 then
+      frames[#frames + 1] = info.currentline
+      frames[#frames + 1] = info.what == 'main' and 'main chunk' or
+        (info.name and format("function '%s'", info.name) or format('function <line %d>', info.linedefined))
+    end
+    level = level + 1
+  end
+  error_frames = frames
+  return message
+end
+
+local function run(fn, tokens, timeout, interval, printer, memory_kb, lines)
   local obj = from_tokens(tokens)
   -- `printer` is a Python callable: scripts only ever see this Lua closure, never the Python object.
   local env = setmetatable({obj = obj, print = function(...) printer(...) end}, ENV_META)
@@ -367,9 +401,14 @@ local function run(fn, tokens, timeout, interval, printer, memory_kb)
   setfenv(fn, env)
   killed, stopped_at, memory_limit_kb = nil, nil, memory_kb
   deadline = clock() + timeout
-  sethook(hook, '', interval)
-  local ok, result = pcall(fn)
+  script_source, covered, error_message, error_frames = getinfo(fn, 'S').source, lines, nil, nil
+  sethook(hook, lines and 'l' or '', interval)
+  local ok, result = xpcall(fn, capture)
+  local frames = error_frames
+  if not ok and error_message ~= nil then result = error_message end
+  error_message, error_frames = nil, nil  -- nothing of a run is kept for the next one
   sethook()
+  covered = nil
   current_env = nil
   if killed then
     local reason = killed == TIMEOUT and 'timeout' or 'memory'
@@ -378,7 +417,7 @@ local function run(fn, tokens, timeout, interval, printer, memory_kb)
   end
   if not ok then
     if result == 'not enough memory' then return false, 'memory', nil, nil end
-    return false, 'error', nil, tostring(result)
+    return false, 'error', nil, tostring(result), frames
   end
   if type(result) ~= 'table' then
     return false, 'output', nil, 'returned ' .. type(result) .. ' instead of a table'

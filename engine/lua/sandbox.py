@@ -13,7 +13,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import lupa.lua51 as lua51
 import lupa.luajit21 as luajit21
@@ -25,6 +25,7 @@ DEFAULT_TIMEOUT = 1.0
 DEFAULT_MAX_MEMORY = 64 * 1024 * 1024
 HOOK_INTERVAL = 1000  # instructions between time checks
 
+_HOST_LOCATION = re.compile(r'^\[string "[^"\n]*"\]:\d+: ')  # the trusted host's chunk (sandbox.lua)
 _LOCATION = re.compile(r"^(?P<chunk>[^\n]*?):(?P<line>\d+): (?P<message>.*)$", re.S)
 
 
@@ -95,8 +96,13 @@ class LuaSandbox:
             compiled = self._compiled[cache_key] = _Compiled(function, script)
         return compiled
 
-    def run(self, script: Script, obj: Any, printer: Optional[Callable[[str], None]] = None) -> RunResult:
-        """Run ``script`` with global ``obj``; returns the script's table as plain Python data."""
+    def run(self, script: Script, obj: Any, printer: Optional[Callable[[str], None]] = None,
+            lines: Optional[set[int]] = None) -> RunResult:
+        """Run ``script`` with global ``obj``; returns the script's table as plain Python data.
+
+        ``lines``: when given, the line numbers the script's own chunk executed are added to it (also when
+        the run fails), for ``graylane test --coverage``.
+        """
         compiled = self.compile(script)
         tokens = to_tokens(obj)
         exact_memory = self.runtime_name == "lua51"
@@ -108,16 +114,21 @@ class LuaSandbox:
                 runtime.set_max_memory(runtime.get_memory_used() + self.max_memory, total=True)
             memory_kb = None if exact_memory else (
                 runtime.eval("collectgarbage('count')") + self.max_memory / 1024)
+            executed = runtime.table() if lines is not None else None
             try:
-                ok, detail, line, message = self._run(compiled.function, runtime.table_from(tokens),
-                                                       self.timeout, HOOK_INTERVAL, self._lua_print, memory_kb)
+                ok, detail, line, message, *frames = self._run(
+                    compiled.function, runtime.table_from(tokens), self.timeout, HOOK_INTERVAL, self._lua_print,
+                    memory_kb, executed)
             except self._lua.LuaError as exc:  # raised by lupa itself, e.g. memory error while converting
-                ok, detail, line, message = False, "memory", None, str(exc)
+                ok, detail, line, message, frames = False, "memory", None, str(exc), []
             except MemoryError as exc:
-                ok, detail, line, message = False, "memory", None, str(exc)
+                ok, detail, line, message, frames = False, "memory", None, str(exc), []
             finally:
                 if exact_memory:
                     runtime.set_max_memory(0)
+            if executed is not None:
+                lines.update(int(number) for number in executed.keys())
+            frames = _pairs(frames[0]) if frames and frames[0] is not None else []
             if not ok:
                 runtime.execute("collectgarbage()")
         if ok:
@@ -127,13 +138,14 @@ class LuaSandbox:
                 raise ScriptError(script.origin, f"returned text that is not valid UTF-8 JSON: {exc}",
                                   reason="output") from None
         if detail == "timeout":
-            raise ScriptError(script.origin, f"exceeded the time limit of {self.timeout:g}s", line, "timeout")
+            raise ScriptError(script.origin, f"exceeded the time limit of {self.timeout:g}s", line, "timeout",
+                              script.source)
         if detail == "memory":
             raise ScriptError(script.origin, f"exceeded the memory limit of {self.max_memory // (1024 * 1024)} MiB",
-                              line, "memory")
+                              line, "memory", script.source)
         if detail == "output":
             raise ScriptError(script.origin, f"output: {message}", None, "output")
-        raise _script_error(script, message, "error")
+        raise _script_error(script, message, "error", frames)
 
     def _print(self, *args: Any) -> None:
         """print() inside a script: collected for the caller, never written to stdout."""
@@ -148,11 +160,23 @@ def _no_attributes(obj: Any, name: str, is_setting: bool) -> str:
     raise AttributeError("Python objects are not accessible from scripts")
 
 
-def _script_error(script: Script, message: str, reason: str) -> ScriptError:
-    match = _LOCATION.match(message or "")
+def _script_error(script: Script, message: str, reason: str,
+                  frames: Sequence[tuple[int, str]] = ()) -> ScriptError:
+    """The error with its line: from the message's location, else (error(msg, 0), an error in loaded code)
+    the innermost frame of the script itself."""
+    message = _HOST_LOCATION.sub("", message or "", count=1)  # e.g. a stack overflow noticed in the host
+    match = _LOCATION.match(message)
     if match and match.group("chunk").endswith(script.origin[-40:]):
-        return ScriptError(script.origin, match.group("message"), int(match.group("line")), reason)
-    return ScriptError(script.origin, message or "failed without a message", None, reason)
+        return ScriptError(script.origin, match.group("message"), int(match.group("line")), reason, script.source,
+                           frames)
+    return ScriptError(script.origin, message or "failed without a message", frames[0][0] if frames else None,
+                       reason, script.source, frames)
+
+
+def _pairs(flat: Any) -> list[tuple[int, str]]:
+    """The Lua list line, name, line, name, ... -> [(line, name), ...]."""
+    values = list(flat.values())
+    return [(int(values[i]), str(values[i + 1])) for i in range(0, len(values) - 1, 2)]
 
 
 def _lua_tostring(value: Any) -> str:

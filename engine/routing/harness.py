@@ -11,6 +11,7 @@ diff of both sides with map keys sorted, so only real differences show.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -18,11 +19,13 @@ from typing import Any, Optional, Union
 import yaml
 
 from engine.documents import Document, dump_yaml, load_yaml_text
-from engine.errors import GraylaneError
+from engine.errors import GraylaneError, ScriptError
+from engine.lua.coverage import executable_lines
 from engine.routing.render import network_result
 from engine.lua.sandbox import LuaSandbox, Script
 from engine.routing.script_input import OriginalState, build_script_input, original_of
 from engine.lua.scripts import SCRIPT_FILE
+from engine.routing.scriptkit.coverage import ScriptCoverage
 from engine.routing.strategy import plan, rollout_steps
 
 CASE_SUFFIXES = (".yaml", ".yml")
@@ -38,6 +41,9 @@ class ScriptCases:
 class CaseResult:
     case: Path
     failures: list[str] = field(default_factory=list)
+    original: Optional[dict] = None  # the case's network object
+    outputs: list[OriginalState] = field(default_factory=list)  # what the script returned, step by step
+    updatable: bool = False  # it ran and only its expected: differs, so --update can record the outputs
 
     @property
     def passed(self) -> bool:
@@ -102,7 +108,8 @@ def _comparable(state: OriginalState) -> dict:
     return {"spec": state.spec, "labels": state.labels, "annotations": state.annotations}
 
 
-def run_case(sandbox: LuaSandbox, script: Script, case_path: Path) -> CaseResult:
+def run_case(sandbox: LuaSandbox, script: Script, case_path: Path, lines: Optional[set[int]] = None) -> CaseResult:
+    """Run one case file; ``lines`` collects the script lines it executed (coverage)."""
     result = CaseResult(case_path)
     try:
         case = load_yaml_text(case_path.read_text(encoding="utf-8"), str(case_path))
@@ -114,33 +121,68 @@ def run_case(sandbox: LuaSandbox, script: Script, case_path: Path) -> CaseResult
             raise GraylaneError(f"{case_path}: needs trafficRouting: or rollout:")
         if not isinstance(case.get("original"), dict):
             raise GraylaneError(f"{case_path}: original: must be the network object")
-        expected = case.get("expected")
+        expected = case.get("expected") or []
         if not isinstance(expected, list) or not all(isinstance(e, dict) for e in expected):
             raise GraylaneError(f"{case_path}: expected: must be a list of objects")
         routing = Document(routing_body, str(case_path), 1)
         steps = [None] if "trafficRouting" in case else list(range(1, len(rollout_steps(routing)) + 1))
+        original, _ = original_of(case["original"])
+        if "expectedError" in case:
+            _expect_errors(result, sandbox, script, routing, steps, original, case["expectedError"], lines)
+            return result
+        result.original = case["original"]
+        for step in steps:
+            result.outputs.append(_run_step(sandbox, script, routing, step, original, lines))
+        result.updatable = True
+        if not expected:
+            raise GraylaneError(f"{case_path}: no expected: objects yet; graylane test --update records them")
         if len(expected) != len(steps):
             raise GraylaneError(f"{case_path}: expected has {len(expected)} object(s) for {len(steps)} step(s)")
-        original, _ = original_of(case["original"])
-        for step, want in zip(steps, expected):
-            routing_plan = plan(routing, step)
-            target = routing_plan.targets[0]
-            obj = build_script_input(original, routing_plan.strategy, target.stable_service, target.canary_service)
-            got = network_result(script, sandbox.run(script, obj).value)
+        for step, want, got in zip(steps, expected, result.outputs):
             label = f"step {step}" if step else "trafficRouting"
             diff = value_diff(_comparable(_expected_state(want)), _comparable(got), f"expected ({label})",
                               f"got ({label})")
             if diff:
                 result.failures.append(diff)
     except (GraylaneError, ValueError, yaml.YAMLError) as exc:
-        result.failures.append(str(exc))
+        result.failures.append("\n".join([str(exc), *exc.details()]) if isinstance(exc, GraylaneError) else str(exc))
     return result
+
+
+def _run_step(sandbox: LuaSandbox, script: Script, routing: Document, step: Optional[int],
+              original: OriginalState, lines: Optional[set[int]]) -> OriginalState:
+    routing_plan = plan(routing, step)
+    target = routing_plan.targets[0]
+    obj = build_script_input(original, routing_plan.strategy, target.stable_service, target.canary_service)
+    try:
+        return network_result(script, sandbox.run(script, obj, lines=lines).value)
+    except ScriptError as error:
+        raise error.about(f"{routing.source}, " + (f"step {step}" if step else "the trafficRouting"))
+
+
+def _expect_errors(result: CaseResult, sandbox: LuaSandbox, script: Script, routing: Document,
+                   steps: list[Optional[int]], original: OriginalState, wanted: object,
+                   lines: Optional[set[int]]) -> None:
+    """A graylane extension of Kruise's format: ``expectedError: TEXT`` (instead of ``expected:``) says that
+    every step fails with a script error containing TEXT."""
+    if not isinstance(wanted, str) or not wanted:
+        raise GraylaneError(f"{result.case}: expectedError: must be the text the script error contains")
+    for step in steps:
+        label = f"step {step}" if step else "trafficRouting"
+        try:
+            _run_step(sandbox, script, routing, step, original, lines)
+        except ScriptError as exc:
+            if wanted not in str(exc):
+                result.failures.append(f"{label}: expected an error containing {wanted!r}, got: {exc}")
+            continue
+        result.failures.append(f"{label}: expected an error containing {wanted!r}, but the script succeeded")
 
 
 @dataclass
 class HarnessReport:
     results: list[CaseResult]
     scripts_without_cases: list[Path]
+    coverage: list[ScriptCoverage] = field(default_factory=list)
 
     @property
     def passed(self) -> int:
@@ -155,15 +197,29 @@ class HarnessReport:
         return self.failed == 0 and bool(self.results)
 
 
-def run_tree(sandbox: LuaSandbox, root: Union[str, Path], origin_root: Optional[str] = None) -> HarnessReport:
+def run_tree(sandbox: LuaSandbox, root: Union[str, Path], origin_root: Optional[str] = None,
+             pattern: Optional[re.Pattern] = None, coverage: bool = False) -> HarnessReport:
+    """Run the cases below ``root``: those whose path (relative to root) ``pattern`` finds, or all; with
+    ``coverage``, also measure which lines of each script they executed."""
     results: list[CaseResult] = []
     missing: list[Path] = []
+    coverages: list[ScriptCoverage] = []
     for entry in discover(root):
+        source = entry.script.read_text(encoding="utf-8")
         script = Script(str(entry.script.parent.relative_to(root)) if Path(root).is_dir() else entry.script.name,
-                        entry.script.read_text(encoding="utf-8"),
+                        source,
                         str(entry.script) if origin_root is None else f"{origin_root}{entry.script.relative_to(root)}")
-        if not entry.cases:
+        cases = [case for case in entry.cases
+                 if pattern is None or pattern.search(str(case.relative_to(root) if Path(root).is_dir() else case))]
+        if not entry.cases and pattern is None:
             missing.append(entry.script)
-        for case in entry.cases:
-            results.append(run_case(sandbox, script, case))
-    return HarnessReport(results, missing)
+        lines: Optional[set[int]] = set() if coverage else None
+        for case in cases:
+            results.append(run_case(sandbox, script, case, lines))
+        if lines is not None and cases:
+            try:
+                executable = executable_lines(source, script.origin)
+            except ScriptError:  # a syntax error: every case already fails with it
+                continue
+            coverages.append(ScriptCoverage(script.origin, source, frozenset(executable), frozenset(lines)))
+    return HarnessReport(results, missing, coverages)

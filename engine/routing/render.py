@@ -172,10 +172,20 @@ def render_object(document: Document, strategy: TrafficStrategy, stable_service:
     try:
         result = engine.run_network_script(key, copy.deepcopy(original), strategy, stable_service, canary_service)
     except ScriptError as error:
-        name = f"{document.namespace}/{document.name}" if document.namespace else document.name
-        raise error.about(f"{document.source}: document {document.index}: {document.kind} {name}") from None
+        raise error.about(describe_input(document), describe_routing(routing))
     body = apply_result(document.body, result.spec, result.labels, result.annotations, encode_original(original))
     return Rendered(document, body, routing, body != document.body)
+
+
+def describe_input(document: Document) -> str:
+    """The object a script ran on, as script errors name it: ``file: document N: Kind ns/name``."""
+    name = f"{document.namespace}/{document.name}" if document.namespace else document.name
+    return f"{document.source}: document {document.index}: {document.kind} {name}"
+
+
+def describe_routing(routing: RoutingPlan) -> str:
+    step = f"step {routing.step} of " if routing.step else ""
+    return f"{step}{routing.document.kind}/{routing.document.name}"
 
 
 INGRESS_API = "networking.k8s.io/v1"
@@ -198,16 +208,19 @@ def render_canary_ingress(documents: list[Document], routing: RoutingPlan, ingre
                                      f"{target.field}.ingress.name")
     class_type = ingress.get("classType") or "nginx"
     existing = find_object(documents, INGRESS_API, "Ingress", f"{name}-canary", routing.document.namespace)
-    if existing is not None:
-        body = copy.deepcopy(existing.body)
-        annotations = dict(existing.metadata.get("annotations") or {})
-    elif routing.strategy.weight == 0:
+    if existing is None and routing.strategy.weight == 0:
         return None
-    else:
-        body = canary_ingress(stable.body, target.stable_service, target.canary_service)
-        annotations = engine.run_ingress_script(class_type, dict(stable.metadata.get("annotations") or {}),
-                                                TrafficStrategy(weight=0), target.canary_service)
-    annotations = engine.run_ingress_script(class_type, annotations, routing.strategy, target.canary_service)
+    try:
+        if existing is not None:
+            body = copy.deepcopy(existing.body)
+            annotations = dict(existing.metadata.get("annotations") or {})
+        else:
+            body = canary_ingress(stable.body, target.stable_service, target.canary_service)
+            annotations = engine.run_ingress_script(class_type, dict(stable.metadata.get("annotations") or {}),
+                                                    TrafficStrategy(weight=0), target.canary_service)
+        annotations = engine.run_ingress_script(class_type, annotations, routing.strategy, target.canary_service)
+    except ScriptError as error:
+        raise error.about(describe_input(existing or stable), describe_routing(routing))
     metadata = body.setdefault("metadata", {})
     if annotations:
         metadata["annotations"] = annotations

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from clusterlib import ORIGINAL, SAMPLES, Kube, cluster_args, graylane_command, load, state, wait_for
 
@@ -331,3 +332,28 @@ def test_deploy_manifests_grant_exactly_enough(kube, kube_env, kube_namespace, c
     assert "Forbidden" not in text and "403" not in text, text
     assert "rbac-test became the leader (Lease graylane-system/graylane-controller)" in text
     assert "released Lease graylane-system/graylane-controller" in text
+
+
+def test_controller_runs_scripts_packaged_by_graylane_script_configmap(kube, kube_namespace, controllers, tmp_path):
+    """A script directory, packaged by ``graylane script configmap`` and created as is, is what the controller runs."""
+    from kubernetes import client
+    ns = kube_namespace
+    script = tmp_path / "scripts" / "networking.istio.io" / "VirtualService" / "trafficRouting.lua"
+    script.parent.mkdir(parents=True)
+    script.write_text('local data = obj.data\n'
+                      'data.annotations = data.annotations or {}\n'
+                      'data.annotations["graylane.io/script"] = "packaged " .. obj.canaryService\n'
+                      'return data\n')
+    packaged = subprocess.run([*graylane_command(), "script", "configmap", str(tmp_path / "scripts"), "-n", ns,
+                               "--name", "graylane-scripts"], capture_output=True, text=True, timeout=60)
+    assert packaged.returncode == 0, packaged.stderr
+    configmap = yaml.safe_load(packaged.stdout)
+    assert configmap["data"] == {"lua.traffic.routing.VirtualService.networking.istio.io": script.read_text()}
+    client.CoreV1Api(kube.api).create_namespaced_config_map(ns, configmap)
+    created = network_objects(kube, ns, "mocka.yaml")
+    controllers(ns, "--scripts-configmap", "graylane-scripts")
+    kube.create(routing(ns))
+    wait_for(lambda: phase(kube, ns) == "Progressing", what="Progressing with the packaged script")
+    vs = kube.get("VirtualService", ns, "vs-mocka")
+    assert vs["metadata"]["annotations"]["graylane.io/script"] == "packaged mocka"
+    assert vs["spec"] == created["vs-mocka"]["spec"]

@@ -1,0 +1,72 @@
+"""``graylane script input`` / ``render --show-input``: the exact ``obj`` each script would receive.
+
+The inputs are recorded while ``render`` walks the TrafficRoutings and Rollouts as it always does (same
+reference resolution, same stored-original handling, same builder of ``obj``), with the scripts not run, so
+what is shown is what a script gets, and it works before the script exists.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from engine.documents import Document
+from engine.errors import ScriptNotFoundError
+from engine.lua.scripts import ScriptLibrary, ingress_key
+from engine.routing.render import Engine, render
+from engine.routing.script_input import OriginalState, build_ingress_input, build_script_input
+from engine.routing.strategy import TrafficStrategy
+
+
+@dataclass
+class _Recorded:
+    key: str
+    obj: dict
+
+
+@dataclass
+class InputRecorder(Engine):
+    """An Engine that records each script's input and hands the object back unchanged instead of running."""
+
+    recorded: list[_Recorded] = field(default_factory=list)
+
+    def run_network_script(self, key: str, original: OriginalState, strategy: TrafficStrategy,
+                           stable_service: str, canary_service: str) -> OriginalState:
+        self.recorded.append(_Recorded(key, build_script_input(original, strategy, stable_service,
+                                                               canary_service)))
+        return original
+
+    def run_ingress_script(self, class_type: str, annotations: dict, strategy: TrafficStrategy,
+                           canary_service: str) -> dict:
+        self.recorded.append(_Recorded(ingress_key(class_type),
+                                       build_ingress_input(annotations, strategy, canary_service)))
+        return annotations
+
+
+def script_inputs(documents: list[Document], library: ScriptLibrary, step: Optional[int] = None) -> list[dict]:
+    """One entry per network object render would change: the object, the routing and step, which script would
+    run (null when there is none yet) and ``obj``."""
+    recorder = InputRecorder(library)
+    rendered = render(documents, recorder, step)
+    entries = []
+    for item, recorded in zip(rendered, recorder.recorded):
+        try:
+            script: Optional[str] = library.find(recorded.key).origin
+        except ScriptNotFoundError:
+            script = None
+        routing = item.plan.document
+        entries.append({
+            "object": _identity(item.source),
+            "routing": {**_identity(routing), "step": item.plan.step} if item.plan.step else _identity(routing),
+            "scriptKey": recorded.key,
+            "script": script,
+            "obj": recorded.obj,
+        })
+    return entries
+
+
+def _identity(document: Document) -> dict:
+    identity = {"apiVersion": document.api_version, "kind": document.kind, "name": document.name}
+    if document.namespace:
+        identity["namespace"] = document.namespace
+    identity["source"] = f"{document.source}#{document.index}"
+    return identity
