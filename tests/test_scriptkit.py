@@ -193,12 +193,13 @@ def test_ingress_scripts_input_and_errors(tmp_path):
     entries = json.loads(ok(run_graylane("script", "input", "-f", "in.yaml", cwd=tmp_path)).stdout)
     assert [(e["object"]["kind"], e["scriptKey"], e["script"]) for e in entries] == [
         ("Ingress", "trafficrouting_ingress/nginx", None)]
-    assert entries[0]["obj"] == {"annotations": {}, "weight": "20", "canaryService": "web", "stableService": "web"}
+    assert entries[0]["obj"] == {"annotations": {}, "weight": "20", "canaryService": "web"}
     (tmp_path / "trafficrouting_ingress" / "nginx.lua").write_text("return obj.annotations.missing.key\n")
     stderr = failed_cleanly(run_graylane("render", "-f", "in.yaml", "--lua-dir", ".", cwd=tmp_path))
     assert stderr.splitlines()[:2] == [
-        "error: script ./trafficrouting_ingress/nginx.lua:1: attempt to index field 'missing' (a nil value)",
-        "  input: Ingress/web (in.yaml, document 1), routed by TrafficRouting/tr"]
+        "error: in.yaml: document 1: Ingress web: script ./trafficrouting_ingress/nginx.lua:1: attempt to index "
+        "field 'missing' (a nil value)",
+        "  routed by TrafficRouting/tr"]
 
 
 def test_update_rewrites_only_failing_expected_blocks_and_run_filters(workspace):
@@ -409,8 +410,8 @@ def test_script_errors_show_the_line_a_caret_the_input_and_the_scripts_frames(wo
                                          cwd=workspace))
     path = f"scripts/{KEY}/trafficRouting.lua"
     assert stderr.splitlines() == [
-        f"error: script {path}:3: attempt to index field 'hosts' (a nil value)",
-        "  input: Route/shop (route.yaml, document 1), routed by TrafficRouting/shop-tr",
+        f"error: route.yaml: document 1: Route prod/shop: script {path}:3: attempt to index field 'hosts' (a nil value)",
+        "  routed by TrafficRouting/shop-tr",
         "      3 |   return s.hosts[1]",
         "        |            ^",
         "  traceback (the script's own frames, innermost first):",
@@ -422,13 +423,13 @@ def test_script_errors_show_the_line_a_caret_the_input_and_the_scripts_frames(wo
     assert tested.returncode == 1
     assert f"error: script {path}:3" not in tested.stdout  # the harness prints failures without "error:"
     assert f"script {path}:3: attempt to index field 'hosts'" in tested.stdout
-    assert "input: scripts/example.io/Route/testdata/first_case.yaml, step 1" in tested.stdout
+    assert f"scripts/example.io/Route/testdata/first_case.yaml, step 1: script {path}:3" in tested.stdout
     assert "|            ^" in tested.stdout
 
     script.write_text("local x = 1\nlocal y = = 2\n")
     syntax = failed_cleanly(run_graylane("render", "-f", "routing.yaml", "-f", "route.yaml", "--lua-dir", "scripts",
                                          cwd=workspace)).splitlines()
-    assert syntax[0] == f"error: script {path}:2: unexpected symbol near '='"
+    assert syntax[0] == f"error: route.yaml: document 1: Route prod/shop: script {path}:2: unexpected symbol near '='"
     assert syntax[2:] == ["      2 | local y = = 2", "        |           ^"]  # the second '=', where it stopped
     covered = run_graylane("test", "scripts", "--coverage", cwd=workspace)
     assert covered.returncode == 1 and "Traceback" not in covered.stderr

@@ -21,6 +21,7 @@ from engine.routing.strategy import TrafficStrategy
 class _Recorded:
     key: str
     obj: dict
+    returned: object = None  # what the recorder handed back (to recognise a chained ingress call)
 
 
 @dataclass
@@ -37,8 +38,14 @@ class InputRecorder(Engine):
 
     def run_ingress_script(self, class_type: str, annotations: dict, strategy: TrafficStrategy,
                            canary_service: str) -> dict:
-        self.recorded.append(_Recorded(ingress_key(class_type),
-                                       build_ingress_input(annotations, strategy, canary_service)))
+        record = _Recorded(ingress_key(class_type), build_ingress_input(annotations, strategy, canary_service),
+                           annotations)
+        if self.recorded and self.recorded[-1].returned is annotations:
+            # A new canary Ingress is annotated twice, as Kruise does (at weight 0 when created, then at the
+            # step's weight, from the first call's result): the step's input is the one to show.
+            self.recorded[-1] = record
+        else:
+            self.recorded.append(record)
         return annotations
 
 
