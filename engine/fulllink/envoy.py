@@ -83,7 +83,10 @@ def parse_request(line: str, header_lines: Optional[list] = None) -> HttpRequest
         url = parts[0]
     if "://" not in url:
         url = "http://" + url
-    split = urlsplit(url)
+    try:
+        split = urlsplit(url)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL"
+        raise InvalidInputError(f"--request: {url!r} is not a valid URL: {exc}") from None
     if split.scheme not in ("http", "https") or not split.netloc:
         raise InvalidInputError(f"--request: {url!r} is not an http(s) URL with a host")
     if "@" in split.netloc:
