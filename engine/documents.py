@@ -159,23 +159,53 @@ def parse_documents(text: str, source: str) -> list[Document]:
                 if not isinstance(item, dict):
                     raise InvalidInputError("List items must be objects", source=source, document=index,
                                             field=f"items[{position}]")
+                check_metadata(item, source, index, f"items[{position}].")
                 documents.append(Document(item, source, index))
             continue
         for field in ("apiVersion", "kind"):
             if not isinstance(body.get(field), str) or not body.get(field):
                 raise InvalidInputError("is required (a non-empty string)", source=source, document=index,
                                         field=field)
+        check_metadata(body, source, index)
         documents.append(Document(body, source, index))
     return documents
+
+
+def check_metadata(body: dict, source: str, index: int, prefix: str = "") -> None:
+    """ObjectMeta as the API server requires it of every kind, so no reader meets a wrong type there:
+    a map; name, namespace and generateName strings; labels and annotations maps of strings."""
+    metadata = body.get("metadata")
+    if metadata is None:
+        return
+
+    def fail(message: str, field: str) -> InvalidInputError:
+        return InvalidInputError(message, source=source, document=index, field=f"{prefix}metadata{field}")
+
+    if not isinstance(metadata, dict):
+        raise fail(f"must be a map, got {_kind_of(metadata)}", "")
+    for field in ("name", "namespace", "generateName", "resourceVersion", "uid"):
+        if metadata.get(field) is not None and not isinstance(metadata[field], str):
+            raise fail(f"must be a string, got {_kind_of(metadata[field])}", f".{field}")
+    for field in ("labels", "annotations"):
+        value = metadata.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise fail(f"must be a map of strings, got {_kind_of(value)}", f".{field}")
+        for key, item in value.items():
+            if not isinstance(key, str) or not isinstance(item, str):
+                raise fail(f"must be a string (quote it), got {_kind_of(item if isinstance(key, str) else key)}",
+                           f".{field}[{key}]")
 
 
 def load_stream(text: str, source: str) -> list[Any]:
     """Every document of a YAML stream as plain data, each checked against the limits above."""
     if len(text) > MAX_INPUT_BYTES:
         raise InvalidInputError(f"larger than {MAX_INPUT_BYTES // 1024 ** 2} MiB", source=source)
-    loader = _Loader(text)
     values: list[Any] = []
+    loader = None
     try:
+        loader = _Loader(text)  # the reader already refuses some characters here
         while loader.check_data():
             value = loader.get_data()
             values.append(value)
@@ -183,7 +213,8 @@ def load_stream(text: str, source: str) -> list[Any]:
     except yaml.YAMLError as exc:
         raise InvalidInputError(_yaml_problem(exc), source=source, document=len(values) + 1) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return values
 
 
@@ -226,8 +257,8 @@ def check_size(value: Any, source: str, document: Optional[int] = None) -> None:
 
 
 def _kind_of(value: Any) -> str:
-    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
-        type(value), type(value).__name__)
+    return {list: "a list", dict: "a map", str: "a string", int: "a number", float: "a number",
+            bool: "a boolean", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def dump_yaml(objects: Iterable[Any]) -> str:
