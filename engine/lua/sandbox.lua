@@ -226,33 +226,31 @@ end
 
 local function encode_map(v, order, nulls, parent)
   n = n + 1; buf[n] = '{'
-  local count = 0
-  local known
+  local count, present = 0, 0
   if order then
-    known = {}
     for i = 1, #order do
       local k = order[i]
-      known[k] = true
       local x = rawget(v, k)
-      if x == nil and nulls and nulls[k] then x = json_null end
+      if x ~= nil then present = present + 1
+      elseif nulls and nulls[k] then x = json_null end
       if x ~= nil then
         count = comma(count)
         n = n + 1; buf[n] = key_text(k); encode_value(x, k)
       end
     end
   end
-  local extra, m = nil, 0
-  for k in next, v do
-    if not (known and known[k]) then
-      extra = extra or {}
-      m = m + 1; extra[m] = k
+  local total = 0
+  for _ in next, v do total = total + 1 end
+  if total > present then  -- keys the script added (or all keys of a map the script made)
+    local extra, m = {}, 0
+    if order then
+      local known = {}
+      for i = 1, #order do known[order[i]] = true end
+      for k in next, v do if not known[k] then m = m + 1; extra[m] = k end end
+    else
+      for k in next, v do m = m + 1; extra[m] = k end
     end
-  end
-  if m == 1 then
-    count = comma(count)
-    n = n + 1; buf[n] = key_text(extra[1]); encode_value(rawget(v, extra[1]), extra[1])
-  elseif m > 1 then
-    ordered(extra, parent)
+    if m > 1 then ordered(extra, parent) end
     for j = 1, m do
       local k = extra[j]
       count = comma(count)
