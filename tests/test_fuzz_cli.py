@@ -12,6 +12,7 @@ runs the long version (``GRAYLANE_FUZZ_LONG_EXAMPLES``, default 400).
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import os
@@ -386,3 +387,41 @@ def test_bad_request_urls_and_kubeconfigs(tmp_path):
     status, stdout, stderr = check(["apply", "-f", str(REPO / "samples" / "fulllink"), "--kubeconfig",
                                     str(kubeconfig)])
     assert status == 1 and stdout == "" and "kubeconfig" in stderr
+
+
+WRONG_TYPES = [("Rollout", ("spec", "strategy"), "abc"), ("VirtualService", ("spec", "gateways"), True),
+               ("VirtualService", ("spec", "http"), "abc"), ("VirtualService", ("spec", "http", 0), 5),
+               ("VirtualService", ("spec", "hosts"), {"a": 1}), ("Service", ("spec",), "abc"),
+               ("Service", ("spec", "ports"), "x"), ("Service", ("spec", "selector"), [1]),
+               ("Gateway", ("spec",), [1, 2]), ("Gateway", ("spec", "servers"), "x"),
+               ("DestinationRule", ("spec", "subsets"), "x"), ("DestinationRule", ("spec", "subsets", 0), None),
+               ("TrafficRouting", ("spec", "objectRef"), "x"), ("TrafficRouting", ("spec", "strategy", "matches"), 1),
+               ("Deployment", ("spec", "template"), "x"), ("Deployment", ("spec", "template", "metadata", "labels"), 1),
+               ("EnvoyFilter", ("spec", "configPatches"), "x"), ("FullLinkGray", ("spec",), "x"),
+               ("FullLinkGray", ("spec", "services"), {"a": 1})]
+
+
+def _set(body: dict, path: tuple, value: Any) -> bool:
+    node = body
+    for part in path[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    if isinstance(node, dict) or (isinstance(node, list) and isinstance(path[-1], int) and path[-1] < len(node)):
+        node[path[-1]] = value
+        return True
+    return False
+
+
+@pytest.mark.parametrize("kind,path,value", WRONG_TYPES, ids=lambda x: str(x))
+def test_wrong_types_name_file_document_and_field(kind, path, value):
+    for stream in (SAMPLE_STREAMS[-1], _documents(REPO / "samples" / "weighted-canary" / "reviews.yaml")):
+        stream = copy.deepcopy(stream)
+        if not any(d.get("kind") == kind and _set(d, path, value) for d in stream):
+            continue
+        text = yaml.safe_dump_all(stream, sort_keys=False)
+        for argv in (["render", "-f", "-"], ["plan", "-f", "-"], ["validate", "-f", "-"], ["chain", "-f", "-"],
+                     ["color", "-f", "-"], ["diff", "-f", "-"],
+                     ["simulate", "-f", "-", "--request", "GET http://gateway.example.com/", "-H", "agent: pc"]):
+            check(argv, text)

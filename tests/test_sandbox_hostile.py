@@ -317,3 +317,22 @@ def test_output_is_byte_identical_across_processes():
     outputs = {subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                               env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
     assert len(outputs) == 1 and outputs != {""}
+
+
+def test_one_envoy_filter_cannot_change_another():
+    # before: one EnvoyFilter's Lua could replace loadstring and inject code into another filter's run
+    from engine.fulllink.envoy import EnvoyLuaEmulator, parse_request
+
+    emulator = EnvoyLuaEmulator(timeout=5)
+    request = parse_request("GET http://example.com/")
+    hostile = """
+        rawset(string, "lower", function() return "X" end)
+        loadstring = function() return function() error("injected") end end
+        shared = "leak"
+        function envoy_on_request(handle) handle:headers():add("a", "1") handle:logInfo("\\27[2Jred\\nline") end"""
+    first = emulator.on_request(hostile, request)
+    assert ("a", "1") in first.request.headers
+    assert all("\x1b" not in message and "\n" not in message for _, message in first.logs)
+    second = emulator.on_request('function envoy_on_request(handle) handle:headers():add("b", string.lower("B") '
+                                 '.. tostring(shared)) end', request)
+    assert ("b", "bnil") in second.request.headers and second.error is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from engine.cli import options as cli_options
 from engine.cli.options import filename_option, script_options
 from engine.cli.options import emit, engine_from_args
 from engine.errors import GraylaneError, InvalidInputError
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_chain(args: argparse.Namespace) -> int:
     from engine import inputs
     from engine.fulllink.chain import generate, is_fulllink, specs_of
-    documents = inputs.read_documents(args.filename)
+    documents = cli_options.read_documents(args.filename)
     specs = specs_of(documents)
     if not specs:
         raise InvalidInputError("no FullLinkGray (graylane.io/v1alpha1) among the inputs")

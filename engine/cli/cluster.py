@@ -11,6 +11,7 @@ import difflib
 import sys
 from typing import TYPE_CHECKING, Optional
 
+from engine.cli import options as cli_options
 from engine.cli.options import filename_option, script_options
 from engine.errors import GraylaneError, InvalidInputError
 
@@ -149,7 +150,7 @@ def run_apply(args: argparse.Namespace) -> int:
     from engine.cluster.apply import Applier, targets_of
     if args.step is not None and args.step < 1:
         raise InvalidInputError("--step is 1-based and must be at least 1")
-    documents = _routing_documents(inputs.read_documents(args.filename), "apply")
+    documents = _routing_documents(cli_options.read_documents(args.filename), "apply")
     plans = routing_plans(documents, args.step)
     engine = cmd_render.engine_from_args(args)
     cluster = connect(args)
@@ -164,7 +165,7 @@ def run_restore(args: argparse.Namespace) -> int:
     from engine.routing.render import routing_plans
     from engine.routing.strategy import is_routing_document
     import engine.cli.render as cmd_render
-    documents = inputs.read_documents(args.filename)
+    documents = cli_options.read_documents(args.filename)
     cluster_mode = args.cluster or (bool(documents) and all(is_routing_document(d) for d in documents))
     if not cluster_mode:
         if args.kubeconfig or args.context or args.namespace:
@@ -186,7 +187,7 @@ def run_status(args: argparse.Namespace) -> int:
     from engine.cluster.client import TRAFFIC_ROUTING
     if not args.names and not args.filename:
         raise InvalidInputError("give TrafficRouting names or -f FILE")
-    documents = _routing_documents(inputs.read_documents(args.filename), "status") if args.filename else []
+    documents = _routing_documents(cli_options.read_documents(args.filename), "status") if args.filename else []
     cluster = connect(args)
     if args.names:
         resource = cluster.resource(TRAFFIC_ROUTING[0], TRAFFIC_ROUTING[1])

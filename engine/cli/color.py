@@ -5,6 +5,7 @@ import argparse
 from typing import TYPE_CHECKING
 import sys
 
+from engine.cli import options as cli_options
 from engine.cli.options import filename_option
 from engine.cli.options import emit
 from engine.errors import InvalidInputError
@@ -100,7 +101,7 @@ def run_color(args: argparse.Namespace) -> int:
                                           ("--salt", args.salt), ("--selector", args.selector)) if given]
         if flags:
             raise InvalidInputError(f"-f takes the coloring from the spec; drop {', '.join(flags)}")
-        specs = specs_of(inputs.read_documents(args.filename))
+        specs = specs_of(cli_options.read_documents(args.filename))
         if not specs:
             raise InvalidInputError("no FullLinkGray (graylane.io/v1alpha1) among the inputs")
         for spec in specs:

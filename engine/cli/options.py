@@ -29,6 +29,17 @@ def script_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-v", "--verbose", action="store_true", help="show what scripts print() on stderr")
 
 
+def read_documents(paths: list[str]) -> list:
+    """The documents of -f, each with the JSON types its kind allows (a wrong type stops the command
+    with file, document and field, before any reader meets it)."""
+    from engine import inputs
+    from engine.checks.shapes import check_shapes
+
+    documents = inputs.read_documents(paths)
+    check_shapes(documents)
+    return documents
+
+
 def engine_from_args(args: argparse.Namespace) -> "Engine":
     from engine import inputs
     from engine.lua.sandbox import stderr_printer

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from engine.cli import options as cli_options
 from engine.cli.options import filename_option, script_options
 from engine.cli.options import engine_from_args
 from engine.errors import InvalidInputError
@@ -68,7 +69,7 @@ def run_diff(args: argparse.Namespace) -> int:
     from engine.routing.render import render
     args.error_exit_code = 2
     _check_step(args.step)
-    documents = inputs.read_documents(args.filename)
+    documents = cli_options.read_documents(args.filename)
     text = kubectl_diff(render(documents, engine_from_args(args), args.step, check_rendered))
     sys.stdout.write(colorize_diff(text) if use_color(args.color) else text)
     return 1 if text else 0
@@ -129,7 +130,7 @@ def run_plan(args: argparse.Namespace) -> int:
     from engine.documents import dump_yaml
     from engine.routing.plan import plan_steps
     _check_step(args.step)
-    documents = inputs.read_documents(args.filename)
+    documents = cli_options.read_documents(args.filename)
     plans = plan_steps(documents, engine_from_args(args), check_rendered, args.step)
     if args.output == "json":
         text = json.dumps([p.to_dict() for p in plans], indent=2, ensure_ascii=False) + "\n"

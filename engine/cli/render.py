@@ -5,6 +5,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Optional
 
+from engine.cli import options as cli_options
 from engine.cli.options import emit, engine_from_args, filename_option, script_options
 from engine.errors import InvalidInputError
 
@@ -39,7 +40,7 @@ def run_render(args: argparse.Namespace) -> int:
     from engine.routing.render import render
     if args.step is not None and args.step < 1:
         raise InvalidInputError("--step is 1-based and must be at least 1")
-    documents = inputs.read_documents(args.filename)
+    documents = cli_options.read_documents(args.filename)
     rendered = render(documents, engine_from_args(args), args.step, check_rendered)
     emit([item.body for item in rendered], args.output)
     return 0
@@ -51,7 +52,7 @@ def run_restore(args: argparse.Namespace, documents: Optional[list[Document]] = 
     from engine import inputs
     from engine.routing.render import restore
     if documents is None:
-        documents = inputs.read_documents(args.filename)
+        documents = cli_options.read_documents(args.filename)
     restored, untouched = restore(documents)
     if not restored:
         raise InvalidInputError("no input object carries rollouts.kruise.io/original-spec-configuration; "

@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+from engine.cli import options as cli_options
 from engine.cli.options import filename_option, script_options
 from engine.cli.options import engine_from_args
 from engine.errors import GraylaneError, InvalidInputError
@@ -94,7 +95,7 @@ def run_simulate(args: argparse.Namespace) -> int:
                       gateway_labels=_labels(args.gateway_label, "--gateway-label"),
                       calls=_calls(args.calls, args.namespace), propagate=[p.lower() for p in args.propagate],
                       rollout_pods=args.rollout_pods)
-    documents = inputs.read_documents(args.filename)
+    documents = cli_options.read_documents(args.filename)
     rendered: list = []
     if not args.no_render:
         try:
