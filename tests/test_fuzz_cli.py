@@ -425,3 +425,18 @@ def test_wrong_types_name_file_document_and_field(kind, path, value):
                      ["color", "-f", "-"], ["diff", "-f", "-"],
                      ["simulate", "-f", "-", "--request", "GET http://gateway.example.com/", "-H", "agent: pc"]):
             check(argv, text)
+
+
+def test_odd_script_test_trees(tmp_path):
+    vs = tmp_path / "a" / "networking.istio.io" / "VirtualService"
+    (vs / "testdata" / "x.yaml").mkdir(parents=True)  # before: a directory named like a case crashed
+    (vs / "trafficRouting.lua").write_text("return obj.data")
+    (tmp_path / "a" / "loop1").symlink_to(".")
+    (tmp_path / "a" / "loop2").symlink_to(".")
+    (tmp_path / "b" / "trafficRouting.lua").mkdir(parents=True)  # before: a directory named like a script
+    bad = tmp_path / "c" / "networking.istio.io" / "VirtualService"
+    bad.mkdir(parents=True)
+    (bad / "trafficRouting.lua").write_bytes(b"return obj.data -- \xff")  # before: UnicodeDecodeError
+    for tree, expected in (("a", "no test cases"), ("b", "holds no trafficRouting.lua"), ("c", "not UTF-8")):
+        status, stdout, stderr = check(["test", str(tmp_path / tree)])
+        assert status == 1 and expected in stdout + stderr, (tree, stdout, stderr)

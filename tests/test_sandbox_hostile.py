@@ -336,3 +336,24 @@ def test_one_envoy_filter_cannot_change_another():
     second = emulator.on_request('function envoy_on_request(handle) handle:headers():add("b", string.lower("B") '
                                  '.. tostring(shared)) end', request)
     assert ("b", "bnil") in second.request.headers and second.error is None
+
+
+@pytest.mark.parametrize("body", [
+    # before: the host's conversion called the looping __index after the time limit was removed
+    "setmetatable({}, {__index = function() while true do end end})",
+    # before: LuaJIT expanded a shared-reference body without limit
+    "(function() local t = {} for i = 1, 40 do t = {a = t, b = t} end return t end)()",
+])
+def test_envoy_respond_bodies_are_bounded(body):
+    from engine.fulllink.envoy import EnvoyLuaEmulator, parse_request
+
+    emulator = EnvoyLuaEmulator(timeout=SHORT)
+    started = time.monotonic()
+    try:
+        result = emulator.on_request(f'function envoy_on_request(h) h:respond({{[":status"] = "403"}}, {body}) end',
+                                     parse_request("GET http://example.com/"))
+        assert result.local_reply is not None  # encoded raw: the metamethod was never called
+    except ScriptError as error:
+        assert error.reason in ("output", "memory", "timeout")
+    assert time.monotonic() - started < 2 * SHORT + 1.5
+    emulator.sandbox.close()

@@ -54,9 +54,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return 0
-    except OSError as error:  # writing the output failed (ENOSPC, EIO, ...)
-        _silence_stdout()
-        _report(f"error: cannot write the output: {error.strerror or error}")
+    except OSError as error:  # writing the output failed (ENOSPC, EIO, ...), or a file no reader expected
+        if error.filename is not None:
+            _report(f"error: {error.filename}: {error.strerror or error}")
+        else:
+            _silence_stdout()
+            _report(f"error: cannot write the output: {error.strerror or error}")
         return 1
 
 

@@ -18,7 +18,7 @@ from engine.errors import GraylaneError
 from engine.routing.render import network_result
 from engine.lua.sandbox import LuaSandbox, Script
 from engine.routing.script_input import OriginalState, build_script_input, original_of
-from engine.lua.scripts import SCRIPT_FILE
+from engine.lua.scripts import SCRIPT_FILE, read_script
 from engine.routing.strategy import plan, rollout_steps
 
 CASE_SUFFIXES = (".yaml", ".yml")
@@ -43,11 +43,13 @@ class CaseResult:
 def discover(root: Union[str, Path]) -> list[ScriptCases]:
     """Every trafficRouting.lua below ``root`` with the case files in the testdata/ beside it."""
     root = Path(root)
-    scripts = sorted(root.rglob(SCRIPT_FILE)) if root.is_dir() else ([root] if root.name == SCRIPT_FILE else [])
+    scripts = sorted(p for p in root.rglob(SCRIPT_FILE) if p.is_file()) if root.is_dir() else \
+        ([root] if root.name == SCRIPT_FILE and root.is_file() else [])
     found = []
     for script in scripts:
         testdata = script.parent / "testdata"
-        cases = sorted(p for p in testdata.iterdir() if p.suffix in CASE_SUFFIXES) if testdata.is_dir() else []
+        cases = sorted(p for p in testdata.iterdir() if p.suffix in CASE_SUFFIXES and p.is_file()) \
+            if testdata.is_dir() else []
         found.append(ScriptCases(script, cases))
     return found
 
@@ -121,7 +123,7 @@ def run_tree(sandbox: LuaSandbox, root: Union[str, Path], origin_root: Optional[
     missing: list[Path] = []
     for entry in discover(root):
         script = Script(str(entry.script.parent.relative_to(root)) if Path(root).is_dir() else entry.script.name,
-                        entry.script.read_text(encoding="utf-8"),
+                        read_script(entry.script, str(entry.script)),
                         str(entry.script) if origin_root is None else f"{origin_root}{entry.script.relative_to(root)}")
         if not entry.cases:
             missing.append(entry.script)
