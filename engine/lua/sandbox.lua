@@ -219,23 +219,20 @@ local function ordered(keys, parent)
   return keys
 end
 
-local function comma(count)
-  if count > 0 then n = n + 1; buf[n] = ',' end
-  return count + 1
-end
-
-local function encode_map(v, order, nulls, parent)
+local function encode_map(v, order, nulls, parent, get)
   n = n + 1; buf[n] = '{'
   local count, present = 0, 0
   if order then
     for i = 1, #order do
       local k = order[i]
-      local x = rawget(v, k)
+      local x
+      if get then x = get(v, k) else x = v[k] end
       if x ~= nil then present = present + 1
       elseif nulls and nulls[k] then x = json_null end
       if x ~= nil then
-        count = comma(count)
-        n = n + 1; buf[n] = key_text(k); encode_value(x, k)
+        if count > 0 then n = n + 1; buf[n] = ',' end
+        count = count + 1
+        n = n + 1; buf[n] = KEYS[k] or key_text(k); encode_value(x, k)
       end
     end
   end
@@ -253,14 +250,15 @@ local function encode_map(v, order, nulls, parent)
     if m > 1 then ordered(extra, parent) end
     for j = 1, m do
       local k = extra[j]
-      count = comma(count)
-      n = n + 1; buf[n] = key_text(k); encode_value(rawget(v, k), k)
+      if count > 0 then n = n + 1; buf[n] = ',' end
+      count = count + 1
+      n = n + 1; buf[n] = KEYS[k] or key_text(k); encode_value(rawget(v, k), k)  -- few: keys a script added
     end
   end
   n = n + 1; buf[n] = '}'
 end
 
-local function encode_list(v, len, parent)
+local function encode_list(v, len, parent, get)
   n = n + 1; buf[n] = '['
   local holes = LIST_NULLS and LIST_NULLS[v]
   if holes then  -- the list held nulls: put them back if the script left the list as it was
@@ -280,9 +278,16 @@ local function encode_list(v, len, parent)
       return
     end
   end
-  for j = 1, len do
-    if j > 1 then n = n + 1; buf[n] = ',' end
-    encode_value(rawget(v, j), parent)
+  if get then
+    for j = 1, len do
+      if j > 1 then n = n + 1; buf[n] = ',' end
+      encode_value(get(v, j), parent)
+    end
+  else
+    for j = 1, len do
+      if j > 1 then n = n + 1; buf[n] = ',' end
+      encode_value(v[j], parent)
+    end
   end
   n = n + 1; buf[n] = ']'
 end
@@ -307,10 +312,12 @@ encode_value = function(v, parent)
       error('the returned table is nested more than ' .. MAX_DEPTH .. ' levels deep (a cycle?)', 0)
     end
     local len = #v  -- raw: Lua 5.1 and LuaJIT ignore __len on tables
+    -- A table with a metatable is read with rawget (its __index is never called); others index directly.
+    local get = getmetatable(v) ~= nil and rawget or nil
     if len > 0 or (EMPTY_LIST and EMPTY_LIST[v]) or (LIST_NULLS and LIST_NULLS[v]) then
-      encode_list(v, len, parent)
+      encode_list(v, len, parent, get)
     else
-      encode_map(v, ORDER and ORDER[v], NULLS and NULLS[v], parent)
+      encode_map(v, ORDER and ORDER[v], NULLS and NULLS[v], parent, get)
     end
     depth = depth - 1
   elseif t == 'boolean' then n = n + 1; buf[n] = v and 'true' or 'false'
