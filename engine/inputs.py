@@ -10,7 +10,7 @@ from engine.documents import MAX_INPUT_BYTES, Document, load_stream, parse_docum
 from engine.errors import InvalidInputError
 from engine.lua.sandbox import DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT, LuaSandbox
 from engine.lua.scripts import (ScriptLayer, ScriptLibrary, builtin_layer, configmap_documents_layer, directory_layer,
-                      lua_path_from_env)
+                                lua_path_from_env, walk_tree)
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -44,35 +44,10 @@ def manifest_files(path: str) -> list[str]:
     """A file as itself; a directory as every YAML/JSON file below it, in a stable order."""
     if path == "-" or not os.path.isdir(path):
         return [path]
-    found = [str(p) for p in walk_files(Path(path)) if p.suffix in MANIFEST_SUFFIXES and "testdata" not in p.parts]
+    found = [str(entry) for _, entry in walk_tree(Path(path)) if Path(str(entry)).suffix in MANIFEST_SUFFIXES]
     if not found:
         raise InvalidInputError("directory holds no .yaml, .yml or .json files", source=path)
     return found
-
-
-def walk_files(root: Path) -> list[Path]:
-    """Every file below ``root`` in name order, following symbolic links but visiting each real
-    directory once (two links to ``.`` would otherwise make the walk exponential, or endless)."""
-    seen: set[str] = set()
-    files: list[Path] = []
-
-    def visit(directory: Path) -> None:
-        real = os.path.realpath(directory)
-        if real in seen:
-            return
-        seen.add(real)
-        try:
-            entries = sorted(directory.iterdir(), key=lambda entry: entry.name)
-        except OSError as exc:
-            raise InvalidInputError(f"cannot read directory: {exc.strerror or exc}", source=str(directory)) from None
-        for entry in entries:
-            if entry.is_dir():
-                visit(entry)
-            elif entry.is_file():
-                files.append(entry)
-
-    visit(root)
-    return files
 
 
 def read_documents(paths: Iterable[str]) -> list[Document]:

@@ -86,9 +86,10 @@ class ScriptLibrary:
 MAX_SCRIPT_BYTES = 4 * 1024 * 1024
 
 
-def _walk(root: Traversable, prefix: str = "", seen: Optional[set] = None) -> Iterator[tuple[str, Traversable]]:
-    """Files below ``root`` in name order; each real directory once (symbolic links to ``.`` would
-    otherwise make the walk exponential), and only regular files (never a FIFO or a device)."""
+def walk_tree(root: Traversable, prefix: str = "", seen: Optional[set] = None) -> Iterator[tuple[str, Traversable]]:
+    """(relative name, file) below ``root`` in name order, skipping testdata/ and __pycache__/; each real
+    directory once (symbolic links to ``.`` would otherwise make the walk exponential), and only regular
+    files (never a FIFO or a device)."""
     seen = set() if seen is None else seen
     if isinstance(root, Path):
         real = os.path.realpath(root)
@@ -103,7 +104,7 @@ def _walk(root: Traversable, prefix: str = "", seen: Optional[set] = None) -> It
         name = f"{prefix}{entry.name}"
         if entry.is_dir():
             if entry.name not in ("testdata", "__pycache__"):
-                yield from _walk(entry, name + "/", seen)
+                yield from walk_tree(entry, name + "/", seen)
         elif entry.is_file():
             yield name, entry
 
@@ -123,7 +124,7 @@ def read_script(entry: Traversable, origin: str) -> str:
 def scripts_in_tree(root: Traversable, origin_prefix: str) -> dict[str, Script]:
     """Every ``<key>/trafficRouting.lua`` and ``trafficrouting_ingress/<class>.lua`` below ``root``."""
     found: dict[str, Script] = {}
-    for relative, entry in _walk(root):
+    for relative, entry in walk_tree(root):
         if relative.endswith("/" + SCRIPT_FILE) or relative == SCRIPT_FILE:
             key = relative[: -len(SCRIPT_FILE) - 1]
         elif relative.startswith(INGRESS_DIR + "/") and relative.endswith(".lua") and relative.count("/") == 1:
