@@ -11,6 +11,7 @@ count hooks do not fire inside compiled traces, so neither limit would be exact 
 """
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
@@ -21,7 +22,7 @@ from typing import Any, Callable, Optional
 
 from engine.errors import InvalidInputError, ScriptError
 from engine.lua.convert import to_tokens
-from engine.lua.runner import HOOK_INTERVAL, LuaState, RawResult  # noqa: F401  (HOOK_INTERVAL re-exported)
+from engine.lua.runner import LuaState
 from engine.lua.worker import Worker, WorkerGone
 
 DEFAULT_TIMEOUT = 1.0
@@ -85,14 +86,15 @@ class LuaSandbox:
         self._state: Optional[LuaState] = LuaState(runtime) if isolation == "inline" else None
         self._worker: Optional[Worker] = Worker(runtime, self.max_memory) if isolation == "process" else None
         self._compiled: dict[tuple[str, str], _Compiled] = {}
+        self._keys = itertools.count(1)  # the worker's name for a compiled script (under the lock)
 
     def compile(self, script: Script) -> _Compiled:
         """Compile (once) and return a handle; a syntax error raises ScriptError."""
         cache_key = (script.origin, script.source)
         compiled = self._compiled.get(cache_key)
         if compiled is None:
-            key = len(self._compiled) + 1
             with self._lock:
+                key = next(self._keys)
                 if self._state is not None:
                     error = self._state.compile(key, script.source, "@" + script.origin)
                 else:
