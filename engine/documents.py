@@ -36,6 +36,13 @@ class _Loader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
 
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        # Stop "[[[[..." while scanning: PyYAML's scanner looks ahead up to 1,024 characters of possible
+        # keys at a cost that grows with the nesting, seconds before the composer would see the depth.
+        if self.flow_level >= MAX_DEPTH:
+            raise _InputProblem(f"nested more than {MAX_DEPTH} levels deep", self.get_mark())
+        super().fetch_flow_collection_start(token_class)
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         self._depth += 1
         try:
