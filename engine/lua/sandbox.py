@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 
 from engine.errors import InvalidInputError, ScriptError
 from engine.lua.convert import to_tokens
-from engine.lua.runner import LuaState
+from engine.lua.runner import RUNTIMES, LuaState
 from engine.lua.worker import Worker, WorkerGone
 
 DEFAULT_TIMEOUT = 1.0
@@ -198,5 +198,6 @@ def stderr_printer(prefix: str) -> Callable[[str], None]:
 
 def lua_version() -> str:
     """The Lua that runs traffic-routing scripts, as it names itself, and the lupa module embedding it."""
+    lua51 = RUNTIMES["lua51"]
     runtime = lua51.LuaRuntime(register_eval=False, register_builtins=False)
     return f"{runtime.eval('_VERSION')} ({lua51.__name__})"
