@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
@@ -10,14 +11,91 @@ import yaml
 from engine.errors import InvalidInputError
 
 
+# Limits that keep hostile input from costing more than a clear error (issue 11). Kubernetes objects are
+# far below all of them; a YAML alias bomb ("billion laughs") or a pathological nesting is not.
+MAX_DEPTH = 300            # nesting levels of a value (Kruise handles 250; Python's own recursion caps us)
+MAX_VALUES = 1_000_000     # values in one document once aliases are expanded
+MAX_INPUT_BYTES = 32 * 1024 * 1024  # one file or stdin
+INT64 = (-2 ** 63, 2 ** 63 - 1)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _InputProblem(yaml.MarkedYAMLError):
+    """A YAML stream that parses but is not a valid Kubernetes input (with the line it is on)."""
+
+    def __init__(self, problem: str, mark: Any):
+        super().__init__(problem=problem, problem_mark=mark)
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that keeps timestamps as strings, as the Kubernetes API does."""
+    """SafeLoader that keeps timestamps as strings (as the Kubernetes API does), refuses duplicate keys,
+    values JSON cannot carry (non-finite floats, integers beyond 64 bits, binary, ordered pairs) and
+    nesting deeper than MAX_DEPTH."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        # Stop "[[[[..." while scanning: PyYAML's scanner looks ahead up to 1,024 characters of possible
+        # keys at a cost that grows with the nesting, seconds before the composer would see the depth.
+        if self.flow_level >= MAX_DEPTH:
+            raise _InputProblem(f"nested more than {MAX_DEPTH} levels deep", self.get_mark())
+        super().fetch_flow_collection_start(token_class)
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _InputProblem(f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = self.construct_object(key_node)
+            first = seen.setdefault(key, key_node)
+            if first is not key_node:
+                raise _InputProblem(f"key {str(key)!r} is given twice (first on line {first.start_mark.line + 1})",
+                                    key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        value = super().construct_yaml_float(node)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise _InputProblem(f"{node.value!r} is not a finite number (JSON and Kubernetes have no NaN or "
+                                "infinity)", node.start_mark)
+        return value
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        value = super().construct_yaml_int(node)
+        if not INT64[0] <= value <= INT64[1]:
+            raise _InputProblem(f"integer {node.value} does not fit in 64 bits", node.start_mark)
+        return value
+
+    def construct_yaml_str(self, node: yaml.ScalarNode) -> str:
+        value = super().construct_yaml_str(node)
+        if _SURROGATE.search(value):  # "\ud800" escapes: U+FFFD, as Go's decoders read them
+            value = _SURROGATE.sub("\ufffd", value.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
+        return value
+
+    def refuse(self, node: yaml.Node) -> Any:
+        raise _InputProblem(f"{node.tag} values are not supported in Kubernetes objects", node.start_mark)
 
 
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+_Loader.add_constructor("tag:yaml.org,2002:str", _Loader.construct_yaml_str)
+_Loader.add_constructor("tag:yaml.org,2002:float", _Loader.construct_yaml_float)
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+for _tag in ("binary", "omap", "pairs", "set"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _Loader.refuse)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -76,32 +154,118 @@ class Document:
 
 def parse_documents(text: str, source: str) -> list[Document]:
     """Parse a multi-document YAML (or JSON) stream; empty documents are skipped, lists are expanded."""
-    try:
-        raw = list(yaml.load_all(text, Loader=_Loader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InvalidInputError(f"not valid YAML{where}: {problem}", source=source) from None
     documents: list[Document] = []
-    for index, body in enumerate(raw, 1):
+    for index, body in enumerate(load_stream(text, source), 1):
         if body is None:
             continue
         if not isinstance(body, dict):
-            raise InvalidInputError(f"expected a Kubernetes object (a map), got {type(body).__name__}",
+            raise InvalidInputError(f"expected a Kubernetes object (a map), got {_kind_of(body)}",
                                     source=source, document=index)
         if body.get("kind") == "List" and isinstance(body.get("items"), list):
-            for item in body["items"]:
+            for position, item in enumerate(body["items"]):
                 if not isinstance(item, dict):
                     raise InvalidInputError("List items must be objects", source=source, document=index,
-                                            field="items")
+                                            field=f"items[{position}]")
+                check_metadata(item, source, index, f"items[{position}].")
                 documents.append(Document(item, source, index))
             continue
         for field in ("apiVersion", "kind"):
             if not isinstance(body.get(field), str) or not body.get(field):
-                raise InvalidInputError("is required", source=source, document=index, field=field)
+                raise InvalidInputError("is required (a non-empty string)", source=source, document=index,
+                                        field=field)
+        check_metadata(body, source, index)
         documents.append(Document(body, source, index))
     return documents
+
+
+def check_metadata(body: dict, source: str, index: int, prefix: str = "") -> None:
+    """ObjectMeta as the API server requires it of every kind, so no reader meets a wrong type there:
+    a map; name, namespace and generateName strings; labels and annotations maps of strings."""
+    metadata = body.get("metadata")
+    if metadata is None:
+        return
+
+    def fail(message: str, field: str) -> InvalidInputError:
+        return InvalidInputError(message, source=source, document=index, field=f"{prefix}metadata{field}")
+
+    if not isinstance(metadata, dict):
+        raise fail(f"must be a map, got {_kind_of(metadata)}", "")
+    for field in ("name", "namespace", "generateName", "resourceVersion", "uid"):
+        if metadata.get(field) is not None and not isinstance(metadata[field], str):
+            raise fail(f"must be a string, got {_kind_of(metadata[field])}", f".{field}")
+    for field in ("labels", "annotations"):
+        value = metadata.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise fail(f"must be a map of strings, got {_kind_of(value)}", f".{field}")
+        for key, item in value.items():
+            if not isinstance(key, str) or not isinstance(item, str):
+                raise fail(f"must be a string (quote it), got {_kind_of(item if isinstance(key, str) else key)}",
+                           f".{field}[{key}]")
+
+
+def load_stream(text: str, source: str) -> list[Any]:
+    """Every document of a YAML stream as plain data, each checked against the limits above."""
+    if len(text) > MAX_INPUT_BYTES:
+        raise InvalidInputError(f"larger than {MAX_INPUT_BYTES // 1024 ** 2} MiB", source=source)
+    values: list[Any] = []
+    loader = None
+    try:
+        loader = _Loader(text)  # the reader already refuses some characters here
+        while loader.check_data():
+            value = loader.get_data()
+            values.append(value)
+            check_size(value, source, len(values))
+    except yaml.YAMLError as exc:
+        raise InvalidInputError(_yaml_problem(exc), source=source, document=len(values) + 1) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return values
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    if isinstance(exc, _InputProblem):
+        return f"line {mark.line + 1}: {problem}" if mark else problem
+    return f"not valid YAML{where}: {problem}"
+
+
+def check_size(value: Any, source: str, document: Optional[int] = None) -> None:
+    """Refuse values nested deeper than MAX_DEPTH or holding more than MAX_VALUES values once shared
+    references (YAML aliases) are expanded, before anything walks them."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            raise InvalidInputError(f"nested more than {MAX_DEPTH} levels deep (through YAML aliases?)",
+                                    source=source, document=document)
+        if isinstance(node, dict):
+            children: Iterable[Any] = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            return 1
+        known = sizes.get(id(node))
+        if known is None:
+            known = 1
+            for child in children:
+                known += size(child, depth + 1)
+                if known > MAX_VALUES:
+                    raise InvalidInputError(f"holds more than {MAX_VALUES:,} values once YAML aliases are "
+                                            "expanded (an alias bomb?)", source=source, document=document)
+            sizes[id(node)] = known
+        return known
+
+    size(value, 1)
+
+
+def _kind_of(value: Any) -> str:
+    return {list: "a list", dict: "a map", str: "a string", int: "a number", float: "a number",
+            bool: "a boolean", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 # Kinds that live outside namespaces: -n never gives them one.
@@ -137,14 +301,27 @@ def dump_yaml(objects: Iterable[Any]) -> str:
 def dump_json(objects: list[Any]) -> str:
     """One object as itself, several as a ``kind: List`` (what ``kubectl get -o json`` prints)."""
     if len(objects) == 1:
-        return json.dumps(objects[0], indent=2, ensure_ascii=False) + "\n"
+        return json.dumps(objects[0], indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2,
-                      ensure_ascii=False) + "\n"
+                      ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def load_yaml_text(text: str, source: str) -> Any:
     """One plain YAML value (not a manifest stream), with a located error."""
+    values = load_stream(text, source)
+    if len(values) > 1:
+        raise InvalidInputError("expected one YAML document, found several", source=source)
+    return values[0] if values else None
+
+
+def load_json_text(text: str, source: str, field: Optional[str] = None, document: Optional[int] = None) -> Any:
+    """JSON as Kubernetes reads it: no NaN or infinity, limits as for YAML, a located error."""
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not valid JSON")
+
     try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        raise InvalidInputError(f"not valid YAML: {exc}", source=source) from None
+        value = json.loads(text, parse_constant=refuse)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInputError(f"not valid JSON: {exc}", source=source, document=document, field=field) from None
+    check_size(value, source, document)
+    return value

@@ -158,7 +158,7 @@ VS = (SAMPLES / "fulllink" / "mocka.yaml").read_text()
 
 
 @pytest.mark.parametrize("make_input,extra,expected", [
-    (lambda p: write(p, "kind: [unclosed\n"), [], r"input.yaml: not valid YAML \(line \d+, column \d+\)"),
+    (lambda p: write(p, "kind: [unclosed\n"), [], r"input.yaml: document 1: not valid YAML \(line \d+, column \d+\)"),
     (lambda p: write(p, TR.format(weight=10, kind="VirtualService", name="nope") + "---\n" + VS), [],
      r"input.yaml: document 1: spec.objectRef\[0\].customNetworkRefs\[0\]: references VirtualService/nope"),
     (lambda p: write(p, TR.format(weight=150, kind="VirtualService", name="vs-mocka") + "---\n" + VS), [],

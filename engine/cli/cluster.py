@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Optional
 
 from engine.cli.options import (dry_run_option, filename_option, force_option, output_check, print_warnings,
-                                report_output_option, script_options)
+                                read_inputs, report_output_option, script_options)
 from engine.errors import GraylaneError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def run_apply(args: argparse.Namespace) -> int:
     from engine.routing.render import routing_plans
     if args.step is not None and args.step < 1:
         raise InvalidInputError("--step is 1-based and must be at least 1")
-    documents = _routing_documents(inputs.read_documents(args.filename), "apply")
+    documents = _routing_documents(read_inputs(args), "apply")
     plans = routing_plans(documents, args.step)
     engine = engine_from_args(args)
     cluster = connect(args)
@@ -169,7 +169,7 @@ def run_restore(args: argparse.Namespace) -> int:
     from engine.routing.render import routing_plans
     from engine.routing.strategy import is_routing_document
     from engine.cli.render import run_restore as restore_offline
-    documents = inputs.read_documents(args.filename)
+    documents = read_inputs(args)
     cluster_mode = args.cluster or (bool(documents) and all(is_routing_document(d) for d in documents))
     if not cluster_mode:
         if args.kubeconfig or args.context or args.namespace:
@@ -193,7 +193,7 @@ def run_status(args: argparse.Namespace) -> int:
     from engine.routing.names import did_you_mean
     if args.all_namespaces and (args.names or args.filename or args.namespace):
         raise InvalidInputError("-A lists every namespace: give no names, -f or -n with it")
-    documents = _routing_documents(inputs.read_documents(args.filename), "status") if args.filename else []
+    documents = _routing_documents(read_inputs(args), "status") if args.filename else []
     cluster = connect(args)
     resource = cluster.resource(TRAFFIC_ROUTING[0], TRAFFIC_ROUTING[1])
     namespace = None if args.all_namespaces else args.namespace or cluster.default_namespace

@@ -5,7 +5,7 @@ import argparse
 from typing import TYPE_CHECKING
 import sys
 
-from engine.cli.options import emit, filename_option, object_output_option
+from engine.cli.options import emit, filename_option, object_output_option, read_inputs
 from engine.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def run_color(args: argparse.Namespace) -> int:
                                           ("--salt", args.salt), ("--selector", args.selector)) if given]
         if flags:
             raise InvalidInputError(f"-f takes the coloring from the spec; drop {', '.join(flags)}")
-        specs = specs_of(inputs.read_documents(args.filename))
+        specs = specs_of(read_inputs(args))
         if not specs:
             raise InvalidInputError("no FullLinkGray (graylane.io/v1alpha1) among the inputs")
         for spec in specs:

@@ -100,18 +100,47 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "graylane") -> int:
             _unknown_flag_parser(parser, argv).error("unrecognized arguments: " + " ".join(extras))
     except SystemExit as exit_:  # --help, --version, usage mistakes
         return exit_.code if isinstance(exit_.code, int) else USAGE_ERROR
+    if sys.stdout is None or sys.stdout.closed:  # started with stdout closed (>&-)
+        _report("error: standard output is closed")
+        return 1
     try:
-        return int(args.handler(args) or 0)
+        status = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a full disk (/dev/full) shows here, not as a traceback at exit
+        return status
     except GraylaneError as error:
-        print(f"error: {error}", file=sys.stderr)
+        _report(f"error: {error}")
         for line in error.details():
-            print(line, file=sys.stderr)
+            _report(line)
         return getattr(args, "error_exit_code", None) or error.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _report("interrupted")
         return 130
     except BrokenPipeError:
+        _silence_stdout()
         return 0
+    except OSError as error:  # writing the output failed (ENOSPC, EIO, ...), or a file no reader expected
+        if error.filename is not None:
+            _report(f"error: {error.filename}: {error.strerror or error}")
+        else:
+            _silence_stdout()
+            _report(f"error: cannot write the output: {error.strerror or error}")
+        return 1
+
+
+def _report(line: str) -> None:
+    if sys.stderr is not None:
+        try:
+            print(line, file=sys.stderr)
+        except OSError:
+            pass
+
+
+def _silence_stdout() -> None:
+    """Drop what is still buffered, so the interpreter's final flush cannot fail (and print) again."""
+    try:
+        sys.stdout = open(os.devnull, "w")
+    except OSError:
+        pass
 
 
 def kubectl_plugin() -> int:

@@ -87,11 +87,17 @@ def dry_run_option(parser: argparse.ArgumentParser) -> None:
                              "send the writes with dryRun=All, so the API server checks them without persisting")
 
 
-def read_inputs(args: argparse.Namespace) -> list:
-    """The documents of ``-f``, with ``-n`` as the namespace of those that give none."""
+def read_inputs(args: argparse.Namespace, check_types: bool = True) -> list:
+    """The documents of ``-f``, with ``-n`` as the namespace of those that give none, each with the JSON
+    types its kind allows unless ``check_types`` is off (validate reports those as findings instead)."""
     from engine import inputs
 
-    return inputs.read_documents(args.filename, getattr(args, "namespace", None))
+    documents = inputs.read_documents(args.filename, getattr(args, "namespace", None))
+    if check_types:
+        from engine.checks.shapes import check_shapes
+
+        check_shapes(documents)
+    return documents
 
 
 def object_name(body: dict) -> str:

@@ -60,7 +60,7 @@ def run_restore(args: argparse.Namespace, documents: Optional[list[Document]] = 
     from engine import inputs
     from engine.routing.render import restore
     if documents is None:
-        documents = inputs.read_documents(args.filename)
+        documents = read_inputs(args)
     restored, untouched = restore(documents)
     if not restored:
         raise InvalidInputError("no input object carries rollouts.kruise.io/original-spec-configuration; "

@@ -5,7 +5,8 @@ import argparse
 import json
 import sys
 
-from engine.cli.options import engine_from_args, filename_option, namespace_option, report_output_option, script_options
+from engine.cli.options import (engine_from_args, filename_option, namespace_option, read_inputs,
+                                report_output_option, script_options)
 from engine.errors import GraylaneError, InvalidInputError
 
 EXPECTATION_FAILED = 3
@@ -100,7 +101,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         if args.max_hops < 1:
             raise InvalidInputError("--max-hops must be at least 1")
         options.max_hops = args.max_hops
-    documents = inputs.read_documents(args.filename)
+    documents = read_inputs(args)
     rendered: list = []
     if not args.no_render:
         try:

@@ -46,7 +46,7 @@ def run_validate(args: argparse.Namespace) -> int:
     unknown = [code for code in ignore if code.upper() not in CODES]
     if unknown:
         raise InvalidInputError(f"--ignore: unknown code(s) {', '.join(unknown)}; known: {', '.join(CODES)}")
-    documents = read_inputs(args)
+    documents = read_inputs(args, check_types=False)  # schema problems are findings here
     if not documents:
         raise InvalidInputError("no Kubernetes objects in the inputs")
     findings = validate_documents(documents, ignore)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import urllib3
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -249,4 +250,8 @@ def connect(kubeconfig: Optional[str] = None, context: Optional[str] = None) -> 
                                "and not running in a cluster; pass --kubeconfig FILE")
     except ConfigException as exc:
         raise ClusterError(f"kubeconfig: {exc}") from None
+    except (ValueError, TypeError, AttributeError, KeyError, OSError, RecursionError, yaml.YAMLError) as exc:
+        # a file that is not a kubeconfig at all (binary, a YAML list, ...): the client fails in many ways
+        raise ClusterError(f"kubeconfig {kubeconfig or 'from $KUBECONFIG'} is not a valid kubeconfig: "
+                           f"{type(exc).__name__}") from None
     return Cluster(client.ApiClient(configuration), namespace, where)

@@ -17,9 +17,10 @@ from typing import Optional
 from urllib.parse import urlsplit
 
 from engine.errors import InvalidInputError, ScriptError
-from engine.lua.sandbox import LuaSandbox, Script
+from engine.lua.sandbox import LuaSandbox, Script, printable
 
 PSEUDO_HEADERS = (":authority", ":path", ":method", ":scheme")
+MAX_LOGS, MAX_LOG_TEXT = 1000, 4000
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
 
 
@@ -83,7 +84,10 @@ def parse_request(line: str, header_lines: Optional[list] = None) -> HttpRequest
         url = parts[0]
     if "://" not in url:
         url = "http://" + url
-    split = urlsplit(url)
+    try:
+        split = urlsplit(url)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL"
+        raise InvalidInputError(f"--request: {url!r} is not a valid URL: {exc}") from None
     if split.scheme not in ("http", "https") or not split.netloc:
         raise InvalidInputError(f"--request: {url!r} is not an http(s) URL with a host")
     if "@" in split.netloc:
@@ -171,9 +175,13 @@ class EnvoyLuaEmulator:
                     line, message = int(head), rest
             raise ScriptError(origin, f"does not compile: {message}", line, "syntax")
         headers = [(str(k), str(v)) for k, v in (value.get("headers") or [])]
-        logs = [(str(level), str(message)) for level, message in (value.get("logs") or [])]
+        # What the filter logged reaches the terminal: capped and without raw control characters.
+        logs = [(str(level), printable(str(message))[:MAX_LOG_TEXT])
+                for level, message in (value.get("logs") or [])[:MAX_LOGS]]
+        error = value.get("error")
         return LuaFilterResult(request.with_headers(headers), request, logs, int(value.get("clearRouteCache") or 0),
-                               value.get("respond"), value.get("error"), bool(value.get("hasOnRequest")))
+                               value.get("respond"), printable(str(error))[:MAX_LOG_TEXT] if error else error,
+                               bool(value.get("hasOnRequest")))
 
 
 _shared: Optional[EnvoyLuaEmulator] = None

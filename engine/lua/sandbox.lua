@@ -1,32 +1,111 @@
--- Trusted host side of the sandbox, loaded once per runtime by engine/lua/sandbox.py.
--- Scripts never see these locals: they run with an environment that only holds the safe base functions,
--- read-only string/table/math/json libraries and `obj`.
-local type, pairs, ipairs, next, select, unpack, tostring, error = type, pairs, ipairs, next, select, unpack, tostring, error
+-- Trusted host side of the sandbox, loaded once per Lua state by engine/lua/runner.py.
+--
+-- Guarantees (each has a test in tests/test_sandbox_hostile.py):
+-- * Every run starts from the same pristine environment: a fresh globals table, fresh read-only library
+--   proxies, nothing shared that a script can write to (the shared library tables are reachable only
+--   through protected metatables, json.null is a userdata).
+-- * No Python object ever reaches Lua: print() collects into a Lua buffer, errors are Lua strings.
+-- * The host never calls a user metamethod: results are read with raw access only, and everything the
+--   host does for a run (building obj, running, encoding the result) happens under the time hook.
+-- * Output crossing back is valid UTF-8 (invalid bytes become U+FFFD, as Go's encoding/json does).
+local type, next, select, tostring, error = type, next, select, tostring, error
+local rawget, rawset, rawequal = rawget, rawset, rawequal
 local setmetatable, getmetatable, setfenv, loadstring, pcall, xpcall = setmetatable, getmetatable, setfenv, loadstring, pcall, xpcall
-local format, find, gsub, byte, sub, concat, sort, floor = string.format, string.find, string.gsub, string.byte, string.sub, table.concat, table.sort, math.floor
-local sethook, getinfo, clock, huge = debug.sethook, debug.getinfo, os.clock, math.huge
-local collectgarbage = collectgarbage
+local format, find, gsub, byte, sub, rep, char = string.format, string.find, string.gsub, string.byte, string.sub, string.rep, string.char
+local concat, sort, tinsert, floor = table.concat, table.sort, table.insert, math.floor
+local sethook, getinfo, huge = debug.sethook, debug.getinfo, math.huge
+-- The wall clock (Python's time.monotonic, set once by runner.py through set_clock): PUC Lua itself only
+-- has os.clock, CPU time, which on a busy machine runs far slower than the wall-clock limit promises.
+-- It lives in this upvalue only; no script can reach it, and the hook calls it under pcall, so even a
+-- Python exception (Ctrl-C in inline mode) becomes the time limit, never a Python object in Lua.
+local clock = os.clock
+local collectgarbage, newproxy = collectgarbage, newproxy
 -- On LuaJIT, hooks only fire in the interpreter: keep the JIT off so the time limit always holds.
 if jit then jit.off() end
 
+local MAX_DEPTH = 320            -- nesting of a returned value (documents.MAX_DEPTH is the input limit)
+local MAX_VALUES = 1000000       -- values in a returned value (documents.MAX_VALUES for input)
+local MAX_TEXT = 4000            -- bytes of one error message
+local MAX_PRINTED = 64 * 1024    -- bytes of print() output per run
+
 ---------------------------------------------------------------------------------------------------
--- Python -> Lua: a flat token list made by engine/lua/convert.py. A negative number -n-1 opens a map of
--- n entries (key, value ...), a positive number n+1 opens a list of n items, 0 is null, and 0.5
--- escapes the number that follows. Maps remember their key order and empty lists remember that they
--- were lists, so that whatever a script does not touch comes back exactly as it went in.
-local ORDER, EMPTY_LIST, NULLS
+-- Strings handed back to Python must be valid UTF-8.
+local REPLACEMENT = '\239\191\189'
+local function valid_utf8(s)
+  local i = find(s, '[\128-\255]')
+  if not i then return s end
+  local parts, start, n = nil, 1, #s
+  while i and i <= n do
+    local c, len = byte(s, i), 0
+    if c >= 0xC2 and c <= 0xDF then len = 2
+    elseif c >= 0xE0 and c <= 0xEF then len = 3
+    elseif c >= 0xF0 and c <= 0xF4 then len = 4 end
+    local ok = len > 0
+    if ok then
+      for j = 1, len - 1 do
+        local d = byte(s, i + j)
+        if not d or d < 0x80 or d > 0xBF then ok = false; break end
+      end
+      if ok then
+        local d = byte(s, i + 1)
+        if (c == 0xE0 and d < 0xA0) or (c == 0xED and d > 0x9F) or (c == 0xF0 and d < 0x90)
+          or (c == 0xF4 and d > 0x8F) then ok = false end
+      end
+    end
+    if ok then
+      i = find(s, '[\128-\255]', i + len)
+    else
+      parts = parts or {}
+      parts[#parts + 1] = sub(s, start, i - 1)
+      parts[#parts + 1] = REPLACEMENT
+      start = i + 1
+      i = find(s, '[\128-\255]', start)
+    end
+  end
+  if not parts then return s end
+  parts[#parts + 1] = sub(s, start)
+  return concat(parts)
+end
+
+-- An error value as text, without calling any metamethod (a __tostring could loop forever).
+local function error_text(value)
+  local t = type(value)
+  local text
+  if t == 'string' then text = value
+  elseif t == 'number' then text = format('%.14g', value)
+  elseif t == 'nil' then text = 'nil'
+  else text = '(error object is a ' .. t .. ' value)' end
+  if #text > MAX_TEXT then text = sub(text, 1, MAX_TEXT) .. '...' end
+  return valid_utf8(text)
+end
+
+---------------------------------------------------------------------------------------------------
+-- Python -> Lua: a flat token list made by engine/lua/convert.py. A negative number -n-1 opens a map
+-- of n entries (key, value ...), a positive number n+1 opens a list of n items, 0 is null, and 0.5
+-- escapes the number that follows. Maps remember their key order, empty lists that they were lists,
+-- and both where they held nulls, so whatever a script does not touch comes back exactly as it went in.
+-- A script sees what Kruise's runtime shows it (values passed through JSON into gopher-lua): a null map
+-- value is an absent key and a null list item is left out (the list is compacted, never a map).
+local ORDER, EMPTY_LIST, NULLS, LIST_NULLS
 local tok, pos
 local function build()
   local x = tok[pos]; pos = pos + 1
   local t = {}
   if x > 0 then
+    local m, holes = 0, nil
     for j = 1, x - 1 do
       local y = tok[pos]; pos = pos + 1
-      if type(y) ~= 'number' then t[j] = y
-      elseif y == 0.5 then t[j] = tok[pos]; pos = pos + 1
-      elseif y ~= 0 then pos = pos - 1; t[j] = build() end
+      if type(y) ~= 'number' then m = m + 1; t[m] = y
+      elseif y == 0.5 then m = m + 1; t[m] = tok[pos]; pos = pos + 1
+      elseif y ~= 0 then pos = pos - 1; m = m + 1; t[m] = build()
+      else holes = holes or {}; holes[#holes + 1] = j end
     end
-    if x == 1 then EMPTY_LIST[t] = true end
+    if m == 0 then EMPTY_LIST[t] = true end
+    if holes then
+      local copy = {}
+      for j = 1, m do copy[j] = t[j] end
+      LIST_NULLS[t] = {holes = holes, items = copy, length = x - 1}
+    end
   else
     local n = -x - 1
     local keys = n > 1 and {} or nil
@@ -48,7 +127,7 @@ local function build()
 end
 
 local function from_tokens(tokens)
-  ORDER, EMPTY_LIST, NULLS = {}, {}, {}
+  ORDER, EMPTY_LIST, NULLS, LIST_NULLS = {}, {}, {}, {}
   tok, pos = tokens, 1
   local root = build()
   tok = nil
@@ -56,14 +135,42 @@ local function from_tokens(tokens)
 end
 
 ---------------------------------------------------------------------------------------------------
--- Lua -> JSON text (parsed by Python's json module). Known maps keep their original key order, keys
--- a script added follow in sorted order; integral numbers are written as integers.
-local json_null = setmetatable({}, {__tostring = function() return 'null' end, __metatable = false})
+-- Lua -> JSON text (parsed by Python's json module), with raw access only. Known maps keep their
+-- original key order; keys a script added follow in a fixed order (Istio's documented field order for
+-- the fields it knows, then sorted), so the same input always gives the same bytes.
+local json_null = newproxy(true)
+do
+  local meta = getmetatable(json_null)
+  meta.__tostring = function() return 'null' end
+  meta.__metatable = false
+end
+
+-- Istio's field order (the order of its API reference) for keys a script creates.
+local FIELD_RANK = {}
+for i, name in ipairs({
+  'name', 'hosts', 'gateways', 'match', 'route', 'tcp', 'tls', 'http', 'redirect', 'directResponse', 'delegate',
+  'rewrite', 'timeout', 'retries', 'fault', 'mirror', 'mirrors', 'mirrorPercentage', 'mirrorPercent',
+  'corsPolicy', 'headers', 'destination', 'weight', 'host', 'subset', 'port', 'number', 'labels',
+  'trafficPolicy', 'uri', 'scheme', 'method', 'authority', 'queryParams', 'withoutHeaders', 'sourceLabels',
+  'sourceNamespace', 'ignoreUriCase', 'exact', 'prefix', 'regex', 'request', 'response', 'set', 'add',
+  'remove', 'exportTo'}) do
+  FIELD_RANK[name] = i
+end
+-- Where the same name means another message, the message's own order (the parent key tells which).
+local MATCH_RANK = {name = 1, uri = 2, scheme = 3, method = 4, authority = 5, headers = 6, port = 7,
+  sourceLabels = 8, gateways = 9, queryParams = 10, ignoreUriCase = 11, withoutHeaders = 12,
+  sourceNamespace = 13, statPrefix = 14}
+local ROUTE_RANK = {destination = 1, weight = 2, headers = 3}
+local FREE_FORM = {}  -- maps of user keys (names of labels, headers to set...): sorted by name only
+local RANKS = {match = MATCH_RANK, route = ROUTE_RANK}
+for _, name in ipairs({'labels', 'annotations', 'queryParams', 'withoutHeaders', 'sourceLabels',
+                       'matchLabels', 'set', 'add', 'data'}) do RANKS[name] = FREE_FORM end
+
 local ESCAPED, KEYS, cached = {}, {}, 0
 local function quote(s)
-  local q = s
-  if find(s, '[%c"\\]') then
-    q = gsub(s, '[%c"\\]', function(c) return format('\\u%04x', byte(c)) end)
+  local q = valid_utf8(s)
+  if find(q, '[%c"\\]') then
+    q = gsub(q, '[%c"\\]', function(c) return format('\\u%04x', byte(c)) end)
   end
   q = '"' .. q .. '"'
   cached = cached + 1
@@ -72,95 +179,145 @@ local function quote(s)
   return q
 end
 
+local function key_string(k)
+  local tk = type(k)
+  if tk == 'string' then return k end
+  if tk == 'number' then
+    if k ~= k or k == huge or k == -huge then error('a map key is not a finite number', 0) end
+    if k == floor(k) then return format('%d', k) end
+    return format('%.17g', k)
+  end
+  error('a map key is a ' .. tk .. '; only strings and numbers can be keys', 0)
+end
+
 local function key_text(k)
   local q = KEYS[k]
   if q then return q end
-  local tk = type(k)
-  if tk == 'number' then
-    if k ~= k or k == huge or k == -huge then error('a map key is not a finite number', 0) end
-    if k == floor(k) then k = format('%d', k) else k = format('%.17g', k) end
-  elseif tk ~= 'string' then
-    error('a map key is a ' .. tk .. '; only strings and numbers can be keys', 0)
-  end
-  q = (ESCAPED[k] or quote(k)) .. ':'
+  local s = key_string(k)
+  q = (ESCAPED[s] or quote(s)) .. ':'
   KEYS[k] = q
   return q
 end
 
-local buf, n, depth
+local buf, n, depth, values
 local encode_value
-local function sorted_keys(keys)
-  sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+
+-- Keys a script added, in a fixed order: known fields first (in Istio's order), then by text.
+local function ordered(keys, parent)
+  local ranks = RANKS[parent] or FIELD_RANK
+  local text, rank = {}, {}
+  for i = 1, #keys do
+    local k = keys[i]
+    local s = key_string(k)
+    text[k], rank[k] = s, ranks[s] or 1000
+  end
+  sort(keys, function(a, b)
+    local ra, rb = rank[a], rank[b]
+    if ra ~= rb then return ra < rb end
+    return text[a] < text[b]
+  end)
   return keys
 end
 
-local function encode_map(v, order, nulls)
+local function encode_map(v, order, nulls, parent, get)
   n = n + 1; buf[n] = '{'
   local count, present = 0, 0
   if order then
     for i = 1, #order do
       local k = order[i]
-      local x = v[k]
-      if x == nil and nulls and nulls[k] then x = json_null else present = present + (x ~= nil and 1 or 0) end
+      local x
+      if get then x = get(v, k) else x = v[k] end
+      if x ~= nil then present = present + 1
+      elseif nulls and nulls[k] then x = json_null end
       if x ~= nil then
         if count > 0 then n = n + 1; buf[n] = ',' end
         count = count + 1
-        n = n + 1; buf[n] = key_text(k); encode_value(x)
+        n = n + 1; buf[n] = KEYS[k] or key_text(k); encode_value(x, k)
       end
     end
-    local total = 0
-    for _ in pairs(v) do total = total + 1 end
-    if total > present then  -- keys the script added: after the original ones, sorted
-      local known, extra = {}, {}
+  end
+  local total = 0
+  for _ in next, v do total = total + 1 end
+  if total > present then  -- keys the script added (or all keys of a map the script made)
+    local extra, m = {}, 0
+    if order then
+      local known = {}
       for i = 1, #order do known[order[i]] = true end
-      for k in pairs(v) do if not known[k] then extra[#extra + 1] = k end end
-      for _, k in ipairs(sorted_keys(extra)) do
-        if count > 0 then n = n + 1; buf[n] = ',' end
-        count = count + 1
-        n = n + 1; buf[n] = key_text(k); encode_value(v[k])
-      end
+      for k in next, v do if not known[k] then m = m + 1; extra[m] = k end end
+    else
+      for k in next, v do m = m + 1; extra[m] = k end
     end
-  else
-    local k1 = next(v)
-    if k1 ~= nil and next(v, k1) == nil then
-      n = n + 1; buf[n] = key_text(k1); encode_value(v[k1])
-    elseif k1 ~= nil then
-      local keys, m = {}, 0
-      for k in pairs(v) do m = m + 1; keys[m] = k end
-      sorted_keys(keys)
-      for j = 1, m do
-        if j > 1 then n = n + 1; buf[n] = ',' end
-        n = n + 1; buf[n] = key_text(keys[j]); encode_value(v[keys[j]])
-      end
+    if m > 1 then ordered(extra, parent) end
+    for j = 1, m do
+      local k = extra[j]
+      if count > 0 then n = n + 1; buf[n] = ',' end
+      count = count + 1
+      n = n + 1; buf[n] = KEYS[k] or key_text(k); encode_value(rawget(v, k), k)  -- few: keys a script added
     end
   end
   n = n + 1; buf[n] = '}'
 end
 
+local function encode_list(v, len, parent, get)
+  n = n + 1; buf[n] = '['
+  local holes = LIST_NULLS and LIST_NULLS[v]
+  if holes then  -- the list held nulls: put them back if the script left the list as it was
+    local items = holes.items
+    local same = #items == len
+    for j = 1, len do
+      if same and not rawequal(items[j], rawget(v, j)) then same = false end
+    end
+    if same then
+      local hole, h, item = holes.holes, 1, 1
+      for j = 1, holes.length do
+        if j > 1 then n = n + 1; buf[n] = ',' end
+        if hole[h] == j then h = h + 1; n = n + 1; buf[n] = 'null'
+        else encode_value(rawget(v, item), parent); item = item + 1 end
+      end
+      n = n + 1; buf[n] = ']'
+      return
+    end
+  end
+  if get then
+    for j = 1, len do
+      if j > 1 then n = n + 1; buf[n] = ',' end
+      encode_value(get(v, j), parent)
+    end
+  else
+    for j = 1, len do
+      if j > 1 then n = n + 1; buf[n] = ',' end
+      encode_value(v[j], parent)
+    end
+  end
+  n = n + 1; buf[n] = ']'
+end
+
 local INTEGERS = {}
 for i = -1, 1024 do INTEGERS[i] = format('%d', i) end
 
-encode_value = function(v)
+encode_value = function(v, parent)
   local t = type(v)
+  values = values + 1
+  if values > MAX_VALUES then error('the returned value holds more than ' .. MAX_VALUES .. ' values', 0) end
   if t == 'string' then n = n + 1; buf[n] = ESCAPED[v] or quote(v)
   elseif t == 'number' then
     if v ~= v or v == huge or v == -huge then error('a value is not a finite number', 0) end
     n = n + 1
-    if v == floor(v) and v > -1e15 and v < 1e15 then buf[n] = format('%d', v) else buf[n] = format('%.17g', v) end
-  elseif v == json_null then n = n + 1; buf[n] = 'null'
+    if v == floor(v) and v > -1e15 and v < 1e15 then buf[n] = INTEGERS[v] or format('%d', v)
+    else buf[n] = format('%.17g', v) end
+  elseif rawequal(v, json_null) then n = n + 1; buf[n] = 'null'
   elseif t == 'table' then
     depth = depth + 1
-    if depth > 200 then error('the returned table is nested more than 200 levels deep (a cycle?)', 0) end
-    local len = #v
-    if len > 0 or (EMPTY_LIST and EMPTY_LIST[v]) then
-      n = n + 1; buf[n] = '['
-      for j = 1, len do
-        if j > 1 then n = n + 1; buf[n] = ',' end
-        encode_value(v[j])
-      end
-      n = n + 1; buf[n] = ']'
+    if depth > MAX_DEPTH then
+      error('the returned table is nested more than ' .. MAX_DEPTH .. ' levels deep (a cycle?)', 0)
+    end
+    local len = #v  -- raw: Lua 5.1 and LuaJIT ignore __len on tables
+    -- A table with a metatable is read with rawget (its __index is never called); others index directly.
+    local get = getmetatable(v) ~= nil and rawget or nil
+    if len > 0 or (EMPTY_LIST and EMPTY_LIST[v]) or (LIST_NULLS and LIST_NULLS[v]) then
+      encode_list(v, len, parent, get)
     else
-      encode_map(v, ORDER and ORDER[v], NULLS and NULLS[v])
+      encode_map(v, ORDER and ORDER[v], NULLS and NULLS[v], parent, get)
     end
     depth = depth - 1
   elseif t == 'boolean' then n = n + 1; buf[n] = v and 'true' or 'false'
@@ -169,7 +326,7 @@ encode_value = function(v)
 end
 
 local function to_json(v)
-  buf, n, depth = {}, 0, 0
+  buf, n, depth, values = {}, 0, 0, 0
   local ok, err = pcall(encode_value, v)
   local text = ok and concat(buf, '', 1, n) or nil
   buf = nil
@@ -184,14 +341,16 @@ local function json_decode(s)
   if type(s) ~= 'string' then error('json.decode expects a string', 2) end
   local i = 1
   local value
+  local level = 0
   local function skip() i = find(s, '[^ \t\r\n]', i) or #s + 1 end
   local function fail(what) error(format('json.decode: %s at position %d', what, i), 0) end
   local escapes = {['"'] = '"', ['\\'] = '\\', ['/'] = '/', b = '\b', f = '\f', n = '\n', r = '\r', t = '\t'}
   local function utf8(cp)
-    if cp < 0x80 then return string.char(cp)
-    elseif cp < 0x800 then return string.char(0xC0 + floor(cp / 64), 0x80 + cp % 64)
-    elseif cp < 0x10000 then return string.char(0xE0 + floor(cp / 4096), 0x80 + floor(cp / 64) % 64, 0x80 + cp % 64)
-    else return string.char(0xF0 + floor(cp / 262144), 0x80 + floor(cp / 4096) % 64, 0x80 + floor(cp / 64) % 64, 0x80 + cp % 64) end
+    if cp < 0x80 then return char(cp)
+    elseif cp < 0x800 then return char(0xC0 + floor(cp / 64), 0x80 + cp % 64)
+    elseif cp >= 0xD800 and cp <= 0xDFFF then return REPLACEMENT
+    elseif cp < 0x10000 then return char(0xE0 + floor(cp / 4096), 0x80 + floor(cp / 64) % 64, 0x80 + cp % 64)
+    else return char(0xF0 + floor(cp / 262144), 0x80 + floor(cp / 4096) % 64, 0x80 + floor(cp / 64) % 64, 0x80 + cp % 64) end
   end
   local function str()
     local parts, start = {}, i + 1
@@ -220,10 +379,14 @@ local function json_decode(s)
   value = function()
     skip()
     local c = sub(s, i, i)
+    if c == '{' or c == '[' then
+      level = level + 1
+      if level > MAX_DEPTH then fail('nested too deep') end
+    end
     if c == '{' then
       local t = {}
       i = i + 1; skip()
-      if sub(s, i, i) == '}' then i = i + 1; return t end
+      if sub(s, i, i) == '}' then i = i + 1; level = level - 1; return t end
       while true do
         skip()
         if sub(s, i, i) ~= '"' then fail('expected a string key') end
@@ -232,16 +395,16 @@ local function json_decode(s)
         i = i + 1
         t[k] = value(); skip()
         local d = sub(s, i, i); i = i + 1
-        if d == '}' then return t elseif d ~= ',' then i = i - 1; fail("expected ',' or '}'") end
+        if d == '}' then level = level - 1; return t elseif d ~= ',' then i = i - 1; fail("expected ',' or '}'") end
       end
     elseif c == '[' then
       local t, m = {}, 0
       i = i + 1; skip()
-      if sub(s, i, i) == ']' then i = i + 1; return t end
+      if sub(s, i, i) == ']' then i = i + 1; level = level - 1; return t end
       while true do
         m = m + 1; t[m] = value(); skip()
         local d = sub(s, i, i); i = i + 1
-        if d == ']' then return t elseif d ~= ',' then i = i - 1; fail("expected ',' or ']'") end
+        if d == ']' then level = level - 1; return t elseif d ~= ',' then i = i - 1; fail("expected ',' or ']'") end
       end
     elseif c == '"' then return str()
     elseif sub(s, i, i + 3) == 'true' then i = i + 4; return true
@@ -262,57 +425,120 @@ local function json_decode(s)
 end
 
 local function json_encode(v)
+  local saved = {buf, n, depth, values}
   local ok, text = pcall(to_json, v)
-  if not ok then error('json.encode: ' .. text, 2) end
+  buf, n, depth, values = saved[1], saved[2], saved[3], saved[4]
+  if not ok then error('json.encode: ' .. error_text(text), 2) end
   return text
 end
 
 ---------------------------------------------------------------------------------------------------
--- The sandbox environment.
-local function read_only(lib, name)
-  return setmetatable({}, {
-    __index = lib,
-    __newindex = function() error(name .. ' is read-only', 2) end,
-    __metatable = false,
-  })
+-- Limits. `killed` is set when a limit was hit; pcall/xpcall inside the script cannot swallow it.
+local TIMEOUT, NO_MEMORY = 'time limit exceeded', 'not enough memory'
+local killed, stopped_at, deadline, memory_limit_kb, max_memory_bytes
+
+local function where(level)
+  local info = getinfo(level, 'Sl')
+  if info and info.currentline and info.currentline > 0 then return info.currentline end
+  return nil
 end
 
-local killed          -- set when a limit was hit; pcall inside the script cannot swallow it
-local current_env
+local function kill(reason, level)
+  if level then stopped_at = stopped_at or where(level) end
+  killed = killed or reason
+  error(killed, 0)
+end
+
+-- memory_limit_kb: checked in the hook where the allocator cannot enforce a limit (64-bit LuaJIT).
+local function hook()
+  if killed then kill(TIMEOUT, 4) end
+  local ok, now = pcall(clock)
+  if not ok or now > deadline then kill(TIMEOUT, 4) end
+  if memory_limit_kb and collectgarbage('count') > memory_limit_kb then kill(NO_MEMORY) end
+end
+
 local function recheck(ok, ...)
   if killed then error(killed, 0) end
-  if not ok and (...) == 'not enough memory' then killed = 'not enough memory'; error(killed, 0) end
+  if not ok and (...) == NO_MEMORY then killed = NO_MEMORY; error(killed, 0) end
   return ok, ...
 end
 
+-- Single C calls that could run for minutes without the hook firing are bounded before they start.
+local function safe_rep(s, count)
+  if type(count) == 'number' and (type(s) == 'string' or type(s) == 'number') then
+    local size = #tostring(s)
+    if size == 0 or count < 1 then return '' end
+    if size * count > max_memory_bytes then kill(NO_MEMORY) end
+  end
+  return rep(s, count)
+end
+
+local function safe_insert(t, ...)
+  if select('#', ...) == 2 and type(t) == 'table' then
+    local position, value = ...
+    -- Lua 5.1 shifts every slot between the position and the end one by one (2^31 slots for
+    -- insert(t, -2^31, v)); gopher-lua, Kruise's runtime, just sets t[position] for positions below 1.
+    if type(position) == 'number' and position < 1 then rawset(t, position, value); return end
+  end
+  return tinsert(t, ...)
+end
+
+---------------------------------------------------------------------------------------------------
+-- The sandbox environment.
 local safe_string = {}
-for _, name in ipairs({'byte', 'char', 'find', 'format', 'gmatch', 'gsub', 'len', 'lower', 'match', 'rep',
+for _, name in ipairs({'byte', 'char', 'find', 'format', 'gmatch', 'gsub', 'len', 'lower', 'match',
                        'reverse', 'sub', 'upper', 'gfind'}) do safe_string[name] = string[name] end
+safe_string.rep = safe_rep
 local safe_table = {}
-for _, name in ipairs({'concat', 'insert', 'maxn', 'remove', 'sort', 'getn', 'foreach', 'foreachi'}) do
+for _, name in ipairs({'concat', 'maxn', 'remove', 'sort', 'getn', 'foreach', 'foreachi'}) do
   safe_table[name] = table[name]
 end
+safe_table.insert = safe_insert
 local safe_math = {}
 for k, v in pairs(math) do safe_math[k] = v end
+local safe_json = {encode = json_encode, decode = json_decode, null = json_null}
 
--- Strings share one metatable whose __index is the real string library; hide it from scripts.
-getmetatable('').__metatable = false
+-- Strings share one metatable; its __index becomes the safe string library (no dump, bounded rep),
+-- and the metatable is hidden, so ("").dump is nil and no script can reach or change it.
+do
+  local string_meta = getmetatable('')
+  string_meta.__index = safe_string
+  string_meta.__metatable = false
+end
 
+local function read_only_meta(lib, name)
+  return {__index = lib, __newindex = function() error(name .. ' is read-only', 2) end, __metatable = false}
+end
+local LIBRARIES = {
+  string = read_only_meta(safe_string, 'string'), table = read_only_meta(safe_table, 'table'),
+  math = read_only_meta(safe_math, 'math'), json = read_only_meta(safe_json, 'json'),
+}
+
+local current_env
 local function sandbox_loadstring(chunk, name)
   if type(chunk) ~= 'string' then return nil, 'loadstring expects a string' end
   if byte(chunk, 1) == 27 then return nil, 'binary chunks are not allowed' end
-  local f, err = loadstring(chunk, name and ('=' .. tostring(name)) or '=(load)')
+  local f, err = loadstring(chunk, name and ('=' .. error_text(name)) or '=(load)')
   if not f then return nil, err end
   setfenv(f, current_env)
   return f
 end
 
+local function sandbox_xpcall(f, handler)
+  -- Once a limit is hit the handler is not called: PUC Lua runs error handlers with the hook off.
+  return recheck(xpcall(f, function(e)
+    if killed then return e end
+    return handler(e)
+  end))
+end
+
+-- Copied into each run's fresh globals table (functions only: nothing here can be changed by a script).
 local BASE = {
   assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, rawequal = rawequal,
   rawget = rawget, rawset = rawset, select = select, setmetatable = setmetatable, getmetatable = getmetatable,
   tonumber = tonumber, tostring = tostring, type = type, unpack = unpack, _VERSION = _VERSION,
   pcall = function(f, ...) return recheck(pcall(f, ...)) end,
-  xpcall = function(f, h) return recheck(xpcall(f, h)) end,
+  xpcall = sandbox_xpcall,
   loadstring = sandbox_loadstring,
   load = function(reader, name)
     if type(reader) == 'string' then return sandbox_loadstring(reader, name) end
@@ -326,110 +552,85 @@ local BASE = {
     end
     return sandbox_loadstring(concat(parts), name)
   end,
-  string = read_only(safe_string, 'string'),
-  table = read_only(safe_table, 'table'),
-  math = read_only(safe_math, 'math'),
-  json = read_only({encode = json_encode, decode = json_decode, null = json_null}, 'json'),
 }
-local ENV_META = {__index = BASE}
+
+local printed, printed_bytes
+local function sandbox_print(...)
+  local count = select('#', ...)
+  local parts = {}
+  for i = 1, count do parts[i] = tostring((select(i, ...))) end
+  local line = concat(parts, '\t')
+  if printed_bytes >= MAX_PRINTED then return end
+  if #line > MAX_PRINTED - printed_bytes then line = sub(line, 1, MAX_PRINTED - printed_bytes) .. '...' end
+  printed_bytes = printed_bytes + #line + 1
+  printed[#printed + 1] = line
+end
+
+local function new_env(obj)
+  local env = {}
+  for k, v in next, BASE do env[k] = v end
+  for name, meta in next, LIBRARIES do env[name] = setmetatable({}, meta) end
+  env.obj, env.print, env._G = obj, sandbox_print, env
+  return env
+end
 
 ---------------------------------------------------------------------------------------------------
--- Running a compiled script under the limits.
-local TIMEOUT = 'time limit exceeded'
-
-local function where(level)
-  local info = getinfo(level, 'Sl')
-  if info and info.currentline and info.currentline > 0 then return info.currentline end
-  return nil
-end
-
--- memory_kb: checked in the hook where the allocator cannot enforce a limit (64-bit LuaJIT).
-local deadline, memory_limit_kb, stopped_at
-local script_source    -- the running script's chunk name
-local covered          -- line coverage: the script chunk's executed lines, when asked for
-local HOST_SOURCE = getinfo(1, 'S').source
-local function hook(event, line)
-  -- Line events come only with coverage on. Outside this host file they run the limit checks too: a loop
-  -- as short as `while true do end` would otherwise use up every count event inside this hook, where no
-  -- hook fires, and never be stopped. (In the host, a check could fire after the run, before sethook().)
-  if event == 'line' then
-    local source = getinfo(2, 'S').source
-    if source == script_source then covered[line] = true elseif source == HOST_SOURCE then return end
-  end
-  if killed or clock() > deadline then
-    stopped_at = stopped_at or where(3)
-    killed = killed or TIMEOUT
-    error(killed, 0)
-  end
-  if memory_limit_kb and collectgarbage('count') > memory_limit_kb then
-    stopped_at = stopped_at or where(3)
-    killed = 'not enough memory'
-    error(killed, 0)
-  end
-end
-
--- On an error, the script's own frames (line, function name; innermost first) for the error report. The
--- message is kept first, so that even a failure inside the handler (no memory left) loses nothing but frames.
--- Only the innermost levels are searched: getinfo(level) walks the stack from the top, so walking all of
--- a stack overflow's 20,000 levels would take seconds (and no hook can stop an error handler).
-local MAX_FRAMES, MAX_LEVELS = 20, 200
-local error_message, error_frames
-local function capture(message)
-  error_message, error_frames = message, nil
-  if killed or message == 'not enough memory' then return message end
-  local frames, level = {}, 2
-  while #frames < 2 * MAX_FRAMES and level < MAX_LEVELS do
-    local info = getinfo(level, 'Sln')
-    if not info then break end
-    if info.source == script_source and info.currentline > 0 then
-      frames[#frames + 1] = info.currentline
-      frames[#frames + 1] = info.what == 'main' and 'main chunk' or
-        (info.name and format("function '%s'", info.name) or format('function <line %d>', info.linedefined))
-    end
-    level = level + 1
-  end
-  error_frames = frames
-  return message
-end
-
-local function run(fn, tokens, timeout, interval, printer, memory_kb, lines)
+-- Running a compiled script under the limits. Returns ok, json_or_reason, line, message, printed.
+local function finish(fn, tokens)
   local obj = from_tokens(tokens)
-  -- `printer` is a Python callable: scripts only ever see this Lua closure, never the Python object.
-  local env = setmetatable({obj = obj, print = function(...) printer(...) end}, ENV_META)
-  env._G = env
+  local env = new_env(obj)
   current_env = env
   setfenv(fn, env)
-  killed, stopped_at, memory_limit_kb = nil, nil, memory_kb
-  deadline = clock() + timeout
-  script_source, covered, error_message, error_frames = getinfo(fn, 'S').source, lines, nil, nil
-  sethook(hook, lines and 'l' or '', interval)
-  local ok, result = xpcall(fn, capture)
-  local frames = error_frames
-  if not ok and error_message ~= nil then result = error_message end
-  error_message, error_frames = nil, nil  -- nothing of a run is kept for the next one
-  sethook()
-  covered = nil
+  local ok, result = pcall(fn)
   current_env = nil
+  if killed then return false, nil end
+  if not ok then
+    if result == NO_MEMORY then killed = NO_MEMORY; return false, nil end
+    return false, 'error', error_text(result)
+  end
+  if type(result) ~= 'table' then
+    return false, 'output', 'returned ' .. type(result) .. ' instead of a table'
+  end
+  local encoded, text = pcall(to_json, result)
+  if killed then return false, nil end
+  if not encoded then
+    if text == NO_MEMORY then killed = NO_MEMORY; return false, nil end
+    return false, 'output', error_text(text)
+  end
+  return true, text
+end
+
+local function run(fn, tokens, timeout, interval, memory_kb, max_bytes)
+  killed, stopped_at, memory_limit_kb, max_memory_bytes = nil, nil, memory_kb, max_bytes
+  printed, printed_bytes = {}, 0
+  deadline = clock() + timeout
+  sethook(hook, '', interval)
+  local ok, a, b, c = pcall(finish, fn, tokens)
+  sethook()
+  ORDER, EMPTY_LIST, NULLS, LIST_NULLS = nil, nil, nil, nil
+  local lines = printed
+  printed = nil
+  for i = 1, #lines do lines[i] = valid_utf8(lines[i]) end
   if killed then
     local reason = killed == TIMEOUT and 'timeout' or 'memory'
     killed = nil
-    return false, reason, stopped_at, nil
+    return false, reason, stopped_at, nil, lines
   end
   if not ok then
-    if result == 'not enough memory' then return false, 'memory', nil, nil end
-    return false, 'error', nil, tostring(result), frames
+    if a == NO_MEMORY then return false, 'memory', nil, nil, lines end
+    return false, 'error', nil, 'host failure: ' .. error_text(a), lines
   end
-  if type(result) ~= 'table' then
-    return false, 'output', nil, 'returned ' .. type(result) .. ' instead of a table'
-  end
-  local encoded_ok, text = pcall(to_json, result)
-  ORDER, EMPTY_LIST, NULLS = nil, nil, nil
-  if not encoded_ok then return false, 'output', nil, text end
-  return true, text, nil, nil
+  if a == true then return true, b, nil, nil, lines end
+  return false, b, nil, c, lines
 end
 
-return {run = run, compile = function(source, chunkname)
+local function set_clock(wall_clock)
+  clock = wall_clock
+end
+
+return {run = run, set_clock = set_clock, compile = function(source, chunkname)
   if byte(source, 1) == 27 then return nil, 'binary chunks are not allowed' end
   local fn, err = loadstring(source, chunkname)
-  return fn, err
+  if not fn then return nil, error_text(err) end
+  return fn, nil
 end}

@@ -1,32 +1,39 @@
 """Runs untrusted traffic-routing scripts: Lua 5.1 semantics, no host access, time and memory limits.
 
+Two lines of defence. Inside Lua (engine/lua/sandbox.lua, engine/lua/runner.py): a fresh environment per
+run, a count hook for time, the allocator for memory, raw-only conversion, bounded C calls. Around it
+(engine/lua/worker.py): scripts run in a forked worker process with a capped address space, which the
+parent SIGKILLs and replaces when a run misses its wall-clock deadline, whatever the script did.
+
 Why PUC Lua 5.1 (lupa.lua51) and not LuaJIT: Kruise runs these scripts on gopher-lua and Envoy on LuaJIT,
-both Lua 5.1 semantics, so either dialect fits. LuaJIT converts faster (see README, "Benchmarks"), but on
-64-bit LuaJIT lupa's ``max_memory`` is not enforced and count hooks do not fire inside compiled traces,
-so neither the memory nor the time limit could be guaranteed. PUC Lua 5.1 enforces both exactly.
+both Lua 5.1 semantics, so either dialect fits. On 64-bit LuaJIT lupa's ``max_memory`` is not enforced and
+count hooks do not fire inside compiled traces, so neither limit would be exact (README, "The sandbox").
 """
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
-from importlib import resources
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
-import lupa.lua51 as lua51
-import lupa.luajit21 as luajit21
-
+from engine.errors import InvalidInputError, ScriptError
 from engine.lua.convert import to_tokens
-from engine.errors import ScriptError
+from engine.lua.runner import RUNTIMES, LuaState
+from engine.lua.worker import Worker, WorkerGone
 
 DEFAULT_TIMEOUT = 1.0
 DEFAULT_MAX_MEMORY = 64 * 1024 * 1024
-HOOK_INTERVAL = 1000  # instructions between time checks
+MIN_MAX_MEMORY = 1024 * 1024
+MAX_TIMEOUT = 3600.0
+MAX_MAX_MEMORY = 64 * 1024 ** 3
+MAX_PRINTED_LINES = 1000
 
-_HOST_LOCATION = re.compile(r'^\[string "[^"\n]*"\]:\d+: ')  # the trusted host's chunk (sandbox.lua)
 _LOCATION = re.compile(r"^(?P<chunk>[^\n]*?):(?P<line>\d+): (?P<message>.*)$", re.S)
+_UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,7 @@ class Script:
 
 @dataclass
 class _Compiled:
-    function: Any
+    key: int
     script: Script
 
 
@@ -50,145 +57,138 @@ class RunResult:
     printed: list[str] = field(default_factory=list)
 
 
-class LuaSandbox:
-    """One Lua state; compiles each script once and runs it many times. Thread-safe (one run at a time).
+def grace(timeout: float) -> float:
+    """How long after the time limit the parent waits for the worker's own error (which names the line)
+    before it kills the worker: the hook checks the wall clock every HOOK_INTERVAL instructions, so only a
+    single long C call, or a machine too busy to schedule the worker, gets that far."""
+    return max(0.5, timeout / 2)
 
-    ``runtime="luajit"`` is for code written for Envoy (which embeds LuaJIT): its memory limit is checked
-    every HOOK_INTERVAL instructions instead of by the allocator, so it is approximate.
+
+class LuaSandbox:
+    """Compiles each script once and runs it many times, each run in a pristine environment.
+
+    Thread-safe (one run at a time). ``isolation="process"`` (the default) runs scripts in a worker
+    process; ``"inline"`` runs them in this process with only the Lua-side limits (for benchmarks that
+    measure what the worker costs). ``runtime="luajit"`` is for code written for Envoy (which embeds
+    LuaJIT): its memory limit is checked every HOOK_INTERVAL instructions and by the worker's address
+    space cap instead of by the allocator.
     """
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, max_memory: int = DEFAULT_MAX_MEMORY,
-                 runtime: str = "lua51"):
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
-        if max_memory < 1024 * 1024:
-            raise ValueError("max_memory must be at least 1 MiB")
-        self.timeout = timeout
-        self.max_memory = max_memory
+                 runtime: str = "lua51", isolation: str = "process"):
+        self.timeout, self.max_memory = check_limits(timeout, max_memory)
         if runtime not in ("lua51", "luajit"):
             raise ValueError("runtime must be lua51 or luajit")
-        self.runtime_name = runtime
-        self._lua = lua51 if runtime == "lua51" else luajit21
+        if isolation not in ("process", "inline"):
+            raise ValueError("isolation must be process or inline")
+        self.runtime_name, self.isolation = runtime, isolation
         self._lock = threading.Lock()
-        self._runtime = self._lua.LuaRuntime(register_eval=False, register_builtins=False,
-                                             unpack_returned_tuples=True, attribute_filter=_no_attributes,
-                                             max_memory=0 if runtime == "lua51" else None)
-        prelude = resources.files("engine.lua").joinpath("sandbox.lua").read_text(encoding="utf-8")
-        host = self._runtime.execute(prelude)
-        self._run, self._compile = host["run"], host["compile"]
-        # Nothing Python-side stays reachable from Lua globals once the host module is loaded.
-        lua_globals = self._runtime.globals()
-        for name in ("python", "package", "require", "io", "os", "debug", "dofile", "loadfile", "module"):
-            lua_globals[name] = None
+        self._state: Optional[LuaState] = LuaState(runtime) if isolation == "inline" else None
+        self._worker: Optional[Worker] = Worker(runtime, self.max_memory) if isolation == "process" else None
         self._compiled: dict[tuple[str, str], _Compiled] = {}
-        self._printed: list[str] = []
-        self._printer: Optional[Callable[[str], None]] = None
-        self._lua_print = self._print  # one Python callable handed to Lua, not one per run
+        self._keys = itertools.count(1)  # the worker's name for a compiled script (under the lock)
 
     def compile(self, script: Script) -> _Compiled:
+        """Compile (once) and return a handle; a syntax error raises ScriptError."""
         cache_key = (script.origin, script.source)
         compiled = self._compiled.get(cache_key)
         if compiled is None:
             with self._lock:
-                function, error = self._compile(script.source, "@" + script.origin)
-            if function is None:
-                raise _script_error(script, str(error), "syntax")
-            compiled = self._compiled[cache_key] = _Compiled(function, script)
+                key = next(self._keys)
+                if self._state is not None:
+                    error = self._state.compile(key, script.source, "@" + script.origin)
+                else:
+                    error = self._call(("compile", key, script.source, "@" + script.origin), script)[1]
+            if error is not None:
+                raise _script_error(script, error, "syntax")
+            compiled = self._compiled[cache_key] = _Compiled(key, script)
         return compiled
 
-    def run(self, script: Script, obj: Any, printer: Optional[Callable[[str], None]] = None,
-            lines: Optional[set[int]] = None) -> RunResult:
-        """Run ``script`` with global ``obj``; returns the script's table as plain Python data.
-
-        ``lines``: when given, the line numbers the script's own chunk executed are added to it (also when
-        the run fails), for ``graylane test --coverage``.
-        """
+    def run(self, script: Script, obj: Any, printer: Optional[Callable[[str], None]] = None) -> RunResult:
+        """Run ``script`` with global ``obj``; returns the script's table as plain Python data."""
         compiled = self.compile(script)
         tokens = to_tokens(obj)
-        exact_memory = self.runtime_name == "lua51"
         with self._lock:
-            printed = self._printed = []
-            self._printer = printer
-            runtime = self._runtime
-            if exact_memory:
-                runtime.set_max_memory(runtime.get_memory_used() + self.max_memory, total=True)
-            memory_kb = None if exact_memory else (
-                runtime.eval("collectgarbage('count')") + self.max_memory / 1024)
-            executed = runtime.table() if lines is not None else None
-            try:
-                ok, detail, line, message, *frames = self._run(
-                    compiled.function, runtime.table_from(tokens), self.timeout, HOOK_INTERVAL, self._lua_print,
-                    memory_kb, executed)
-            except self._lua.LuaError as exc:  # raised by lupa itself, e.g. memory error while converting
-                ok, detail, line, message, frames = False, "memory", None, str(exc), []
-            except MemoryError as exc:
-                ok, detail, line, message, frames = False, "memory", None, str(exc), []
-            finally:
-                if exact_memory:
-                    runtime.set_max_memory(0)
-            if executed is not None:
-                lines.update(int(number) for number in executed.keys())
-            frames = _pairs(frames[0]) if frames and frames[0] is not None else []
-            if not ok:
-                runtime.execute("collectgarbage()")
+            if self._state is not None:
+                result = self._state.run(compiled.key, tokens, self.timeout, self.max_memory)
+            else:
+                reply = self._call(("run", compiled.key, script.source, "@" + script.origin, tokens,
+                                    self.timeout, self.max_memory), script)
+                if reply[0] != "ran":
+                    raise _script_error(script, str(reply[1]), "syntax")
+                result = reply[1:]
+        ok, detail, line, message, printed = result
+        lines = [printable(text) for text in printed[:MAX_PRINTED_LINES]]
+        if printer:
+            for text in lines:
+                printer(text)
         if ok:
-            try:
-                return RunResult(json.loads(detail), printed)
-            except ValueError as exc:  # invalid UTF-8 or similar from the script's strings
-                raise ScriptError(script.origin, f"returned text that is not valid UTF-8 JSON: {exc}",
-                                  reason="output") from None
+            return RunResult(_parse_result(script, detail), lines)
         if detail == "timeout":
-            raise ScriptError(script.origin, f"exceeded the time limit of {self.timeout:g}s", line, "timeout",
-                              script.source)
+            raise ScriptError(script.origin, f"exceeded the time limit of {self.timeout:g}s", line, "timeout")
         if detail == "memory":
             raise ScriptError(script.origin, f"exceeded the memory limit of {self.max_memory // (1024 * 1024)} MiB",
-                              line, "memory", script.source)
+                              line, "memory")
         if detail == "output":
-            raise ScriptError(script.origin, f"output: {message}", None, "output")
-        raise _script_error(script, message, "error", frames)
+            raise ScriptError(script.origin, f"output: {printable(message or '')}", None, "output")
+        raise _script_error(script, message, "error")
 
-    def _print(self, *args: Any) -> None:
-        """print() inside a script: collected for the caller, never written to stdout."""
-        line = "\t".join(_lua_tostring(a) for a in args)
-        self._printed.append(line)
-        if self._printer:
-            self._printer(line)
+    def _call(self, request: tuple, script: Script) -> tuple:
+        """One request to the worker; a missed deadline or a dead worker becomes the script's error."""
+        assert self._worker is not None
+        deadline = time.monotonic() + self.timeout + grace(self.timeout)
+        try:
+            reply = self._worker.call(request, deadline)
+        except WorkerGone as gone:
+            if gone.timed_out:
+                raise ScriptError(script.origin, f"exceeded the time limit of {self.timeout:g}s "
+                                                 "(stopped by killing its worker process)", None, "timeout") from None
+            raise ScriptError(script.origin, f"exceeded the memory limit of {self.max_memory // (1024 * 1024)} MiB "
+                                             "(its worker process died)", None, "memory") from None
+        if reply[0] == "failed":
+            raise ScriptError(script.origin, f"the sandbox failed: {reply[1]}", None, "error")
+        if reply[0] == "memory":
+            raise ScriptError(script.origin, f"exceeded the memory limit of {self.max_memory // (1024 * 1024)} MiB",
+                              None, "memory")
+        return reply
+
+    def close(self) -> None:
+        """Stop the worker process (it also stops when this process exits)."""
+        if self._worker is not None:
+            self._worker.stop()
 
 
-def _no_attributes(obj: Any, name: str, is_setting: bool) -> str:
-    """Defence in depth: should a Python object ever reach Lua, none of its attributes can be read."""
-    raise AttributeError("Python objects are not accessible from scripts")
+def check_limits(timeout: Any, max_memory: Any) -> tuple[float, int]:
+    """Limits from flags or callers: finite, positive, within reason; else InvalidInputError."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (0 < timeout <= MAX_TIMEOUT):
+        raise InvalidInputError(f"--timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT:g}, "
+                                f"got {timeout!r}")
+    if (isinstance(max_memory, bool) or not isinstance(max_memory, int)
+            or not (MIN_MAX_MEMORY <= max_memory <= MAX_MAX_MEMORY)):
+        raise InvalidInputError(f"--max-memory must be from 1 to {MAX_MAX_MEMORY // 1024 ** 2} MiB, got "
+                                f"{max_memory if not isinstance(max_memory, int) else max_memory // 1024 ** 2!r}"
+                                f"{' MiB' if isinstance(max_memory, int) else ''}")
+    return float(timeout), max_memory
 
 
-def _script_error(script: Script, message: str, reason: str,
-                  frames: Sequence[tuple[int, str]] = ()) -> ScriptError:
-    """The error with its line: from the message's location, else (error(msg, 0), an error in loaded code)
-    the innermost frame of the script itself."""
-    message = _HOST_LOCATION.sub("", message or "", count=1)  # e.g. a stack overflow noticed in the host
-    match = _LOCATION.match(message)
+def _parse_result(script: Script, text: Optional[str]) -> Any:
+    try:
+        return json.loads(text or "null")
+    except (ValueError, RecursionError) as exc:
+        raise ScriptError(script.origin, f"output: not valid JSON: {exc}", reason="output") from None
+
+
+def printable(text: str) -> str:
+    """Script-controlled text for a terminal: no raw line breaks or escape sequences."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                            else f"\\u{ord(m.group()):04x}", text)
+
+
+def _script_error(script: Script, message: Optional[str], reason: str) -> ScriptError:
+    match = _LOCATION.match(message or "")
     if match and match.group("chunk").endswith(script.origin[-40:]):
-        return ScriptError(script.origin, match.group("message"), int(match.group("line")), reason, script.source,
-                           frames)
-    return ScriptError(script.origin, message or "failed without a message", frames[0][0] if frames else None,
-                       reason, script.source, frames)
-
-
-def _pairs(flat: Any) -> list[tuple[int, str]]:
-    """The Lua list line, name, line, name, ... -> [(line, name), ...]."""
-    values = list(flat.values())
-    return [(int(values[i]), str(values[i + 1])) for i in range(0, len(values) - 1, 2)]
-
-
-def _lua_tostring(value: Any) -> str:
-    if value is None:
-        return "nil"
-    if value is True or value is False:
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if lua51.lua_type(value) == "table" or luajit21.lua_type(value) == "table":
-        return f"table: 0x{id(value):x}"
-    return str(value)
+        return ScriptError(script.origin, printable(match.group("message")), int(match.group("line")), reason)
+    return ScriptError(script.origin, printable(message or "failed without a message"), None, reason)
 
 
 def stderr_printer(prefix: str) -> Callable[[str], None]:
@@ -198,5 +198,6 @@ def stderr_printer(prefix: str) -> Callable[[str], None]:
 
 def lua_version() -> str:
     """The Lua that runs traffic-routing scripts, as it names itself, and the lupa module embedding it."""
+    lua51 = RUNTIMES["lua51"]
     runtime = lua51.LuaRuntime(register_eval=False, register_builtins=False)
     return f"{runtime.eval('_VERSION')} ({lua51.__name__})"

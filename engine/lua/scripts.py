@@ -12,7 +12,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.abc import Traversable
-from typing import Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import yaml
 
@@ -83,20 +83,48 @@ class ScriptLibrary:
         return sorted(seen)
 
 
-def _walk(root: Traversable, prefix: str = "") -> Iterator[tuple[str, Traversable]]:
-    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+MAX_SCRIPT_BYTES = 4 * 1024 * 1024
+
+
+def walk_tree(root: Traversable, prefix: str = "", seen: Optional[set] = None) -> Iterator[tuple[str, Traversable]]:
+    """(relative name, file) below ``root`` in name order, skipping testdata/ and __pycache__/; each real
+    directory once (symbolic links to ``.`` would otherwise make the walk exponential), and only regular
+    files (never a FIFO or a device)."""
+    seen = set() if seen is None else seen
+    if isinstance(root, Path):
+        real = os.path.realpath(root)
+        if real in seen:
+            return
+        seen.add(real)
+    try:
+        entries = sorted(root.iterdir(), key=lambda e: e.name)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read directory: {exc.strerror or exc}", source=str(root)) from None
+    for entry in entries:
         name = f"{prefix}{entry.name}"
         if entry.is_dir():
             if entry.name not in ("testdata", "__pycache__"):
-                yield from _walk(entry, name + "/")
-        else:
+                yield from walk_tree(entry, name + "/", seen)
+        elif entry.is_file():
             yield name, entry
+
+
+def read_script(entry: Traversable, origin: str) -> str:
+    """A script file's text: UTF-8 and at most MAX_SCRIPT_BYTES, else an error naming the file."""
+    try:
+        if isinstance(entry, Path) and entry.stat().st_size > MAX_SCRIPT_BYTES:
+            raise InvalidInputError(f"larger than {MAX_SCRIPT_BYTES // 1024 ** 2} MiB", source=origin)
+        return entry.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"not UTF-8 text (invalid byte at offset {exc.start})", source=origin) from None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read: {exc.strerror or exc}", source=origin) from None
 
 
 def scripts_in_tree(root: Traversable, origin_prefix: str) -> dict[str, Script]:
     """Every ``<key>/trafficRouting.lua`` and ``trafficrouting_ingress/<class>.lua`` below ``root``."""
     found: dict[str, Script] = {}
-    for relative, entry in _walk(root):
+    for relative, entry in walk_tree(root):
         if relative.endswith("/" + SCRIPT_FILE) or relative == SCRIPT_FILE:
             key = relative[: -len(SCRIPT_FILE) - 1]
         elif relative.startswith(INGRESS_DIR + "/") and relative.endswith(".lua") and relative.count("/") == 1:
@@ -104,7 +132,8 @@ def scripts_in_tree(root: Traversable, origin_prefix: str) -> dict[str, Script]:
         else:
             continue
         if key:
-            found[key] = Script(key, entry.read_text(encoding="utf-8"), f"{origin_prefix}{relative}")
+            origin = f"{origin_prefix}{relative}"
+            found[key] = Script(key, read_script(entry, origin), origin)
     return found
 
 
@@ -128,11 +157,18 @@ def directory_layer(directory: str) -> ScriptLayer:
 def configmap_layer(text: str, source: str) -> ScriptLayer:
     """Scripts from a ConfigMap manifest (Kruise's ``kruise-rollout-configuration`` format)."""
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
+        documents = list(yaml.safe_load_all(text))
+    except (yaml.YAMLError, RecursionError) as exc:
         raise InvalidInputError(f"not valid YAML: {exc}", source=source) from None
+    return configmap_documents_layer(documents, source)
+
+
+def configmap_documents_layer(documents: list[Any], source: str) -> ScriptLayer:
+    """Scripts from the parsed documents of a ConfigMap manifest."""
     scripts: dict[str, Script] = {}
     for index, document in enumerate(documents, 1):
+        if document is None:
+            continue
         if not isinstance(document, dict) or document.get("kind") != "ConfigMap":
             raise InvalidInputError("expected a ConfigMap", source=source, document=index, field="kind")
         data = document.get("data") or {}

@@ -24,7 +24,7 @@ from engine.lua.coverage import executable_lines
 from engine.routing.render import network_result
 from engine.lua.sandbox import LuaSandbox, Script
 from engine.routing.script_input import OriginalState, build_script_input, original_of
-from engine.lua.scripts import SCRIPT_FILE
+from engine.lua.scripts import SCRIPT_FILE, read_script
 from engine.routing.scriptkit.coverage import ScriptCoverage
 from engine.routing.strategy import plan, rollout_steps
 
@@ -53,11 +53,13 @@ class CaseResult:
 def discover(root: Union[str, Path]) -> list[ScriptCases]:
     """Every trafficRouting.lua below ``root`` with the case files in the testdata/ beside it."""
     root = Path(root)
-    scripts = sorted(root.rglob(SCRIPT_FILE)) if root.is_dir() else ([root] if root.name == SCRIPT_FILE else [])
+    scripts = sorted(p for p in root.rglob(SCRIPT_FILE) if p.is_file()) if root.is_dir() else \
+        ([root] if root.name == SCRIPT_FILE and root.is_file() else [])
     found = []
     for script in scripts:
         testdata = script.parent / "testdata"
-        cases = sorted(p for p in testdata.iterdir() if p.suffix in CASE_SUFFIXES) if testdata.is_dir() else []
+        cases = sorted(p for p in testdata.iterdir() if p.suffix in CASE_SUFFIXES and p.is_file()) \
+            if testdata.is_dir() else []
         found.append(ScriptCases(script, cases))
     return found
 
@@ -205,7 +207,7 @@ def run_tree(sandbox: LuaSandbox, root: Union[str, Path], origin_root: Optional[
     missing: list[Path] = []
     coverages: list[ScriptCoverage] = []
     for entry in discover(root):
-        source = entry.script.read_text(encoding="utf-8")
+        source = read_script(entry.script, str(entry.script))
         script = Script(str(entry.script.parent.relative_to(root)) if Path(root).is_dir() else entry.script.name,
                         source,
                         str(entry.script) if origin_root is None else f"{origin_root}{entry.script.relative_to(root)}")

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from engine.documents import check_size
+from engine.errors import InvalidInputError
 from engine.routing.strategy import TrafficStrategy
 
 ORIGINAL_ANNOTATION = "rollouts.kruise.io/original-spec-configuration"
@@ -50,7 +52,7 @@ def build_script_input(original: OriginalState, strategy: TrafficStrategy, stabl
 def _with_routing_fields(obj: dict, strategy: TrafficStrategy) -> dict:
     if strategy.matches:
         obj["matches"] = strategy.matches
-    if strategy.request_header_modifier:
+    if strategy.request_header_modifier is not None:  # {} too: Kruise's pointer field passes an empty table
         obj["requestHeaderModifier"] = strategy.request_header_modifier
     return obj
 
@@ -77,13 +79,19 @@ def original_of(body: dict) -> tuple[OriginalState, bool]:
     if stored is None:
         return OriginalState(body.get("spec"), dict(metadata.get("labels") or {}), annotations), False
     try:
-        data = json.loads(stored)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"annotation {ORIGINAL_ANNOTATION} is not valid JSON: {exc}") from None
+        data = json.loads(stored, parse_constant=_not_json)
+        check_size(data, ORIGINAL_ANNOTATION)
+    except (TypeError, ValueError, RecursionError, InvalidInputError) as exc:
+        message = exc.message if isinstance(exc, InvalidInputError) else exc
+        raise ValueError(f"annotation {ORIGINAL_ANNOTATION} is not valid JSON: {message}") from None
     if not isinstance(data, dict) or not isinstance(data.get("labels") or {}, dict) \
             or not isinstance(data.get("annotations") or {}, dict):
         raise ValueError(f"annotation {ORIGINAL_ANNOTATION} must be a JSON object with spec, labels, annotations")
     return OriginalState(data.get("spec"), dict(data.get("labels") or {}), dict(data.get("annotations") or {})), True
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")  # Python's json reads NaN and Infinity; Kubernetes does not
 
 
 def encode_original(original: OriginalState) -> str:

@@ -1,0 +1,111 @@
+"""One Lua state with graylane's host (sandbox.lua) loaded: compiles scripts and runs them under the limits.
+
+This is the in-Lua half of the sandbox. It runs inside the worker process (engine/lua/worker.py), which is
+the last line of defence around it; the limits here (a count hook for time, the allocator for memory) are
+the first line and give the precise error (with the script's line) in every case they can catch.
+"""
+from __future__ import annotations
+
+import re
+import time
+from importlib import resources
+from typing import Any, Optional
+
+import lupa.lua51 as lua51
+import lupa.luajit21 as luajit21
+
+HOOK_INTERVAL = 10000  # instructions between time checks (about 0.1 ms of Lua; each check reads the clock)
+RUNTIMES = {"lua51": lua51, "luajit": luajit21}
+# Compiled functions kept per state; a state that runs more distinct scripts drops the oldest.
+MAX_COMPILED = 512
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+# (ok, json text or failure reason, line, message, printed lines)
+RawResult = tuple[bool, Optional[str], Optional[int], Optional[str], list[str]]
+
+
+_HOST_SOURCE: list[str] = []
+
+
+def host_source() -> str:
+    """sandbox.lua, read once (before any fork, so the worker needs no file or import machinery)."""
+    if not _HOST_SOURCE:
+        _HOST_SOURCE.append(resources.files("engine.lua").joinpath("sandbox.lua").read_text(encoding="utf-8"))
+    return _HOST_SOURCE[0]
+
+
+def _no_attributes(obj: Any, name: str, is_setting: bool) -> str:
+    """Defence in depth: should a Python object ever reach Lua, none of its attributes can be read."""
+    raise AttributeError("Python objects are not accessible from scripts")
+
+
+class LuaState:
+    """A Lua runtime (PUC Lua 5.1 or LuaJIT) with the host loaded and nothing Python-side reachable."""
+
+    def __init__(self, runtime: str = "lua51", prelude: Optional[str] = None):
+        self.runtime_name = runtime
+        self.lua = RUNTIMES[runtime]
+        self.exact_memory = runtime == "lua51"  # LuaJIT: lupa cannot cap its allocator
+        self.runtime = self.lua.LuaRuntime(register_eval=False, register_builtins=False,
+                                           unpack_returned_tuples=True, attribute_filter=_no_attributes,
+                                           max_memory=0 if self.exact_memory else None)
+        host = self.runtime.execute(prelude or host_source())
+        self._run, self._compile = host["run"], host["compile"]
+        host["set_clock"](time.monotonic)
+        lua_globals = self.runtime.globals()
+        for name in ("python", "package", "require", "io", "os", "debug", "dofile", "loadfile", "module"):
+            lua_globals[name] = None
+        self._collect = self.runtime.eval("function() collectgarbage() end")
+        self._memory_kb = self.runtime.eval("function() return collectgarbage('count') end")
+        self._compiled: dict[Any, Any] = {}
+
+    def compile(self, key: Any, source: str, chunkname: str) -> Optional[str]:
+        """Compile once per key; returns the syntax error message, or None."""
+        if key in self._compiled:
+            return None
+        function, error = self._compile(source, chunkname)
+        if function is None:
+            return str(error)
+        if len(self._compiled) >= MAX_COMPILED:
+            self._compiled.pop(next(iter(self._compiled)))
+        self._compiled[key] = function
+        return None
+
+    def knows(self, key: Any) -> bool:
+        return key in self._compiled
+
+    def run(self, key: Any, tokens: list, timeout: float, max_memory: int) -> RawResult:
+        """Run a compiled script on a token list (engine/lua/convert.py) with fresh globals."""
+        runtime = self.runtime
+        try:
+            table = runtime.table_from(tokens)
+        except (UnicodeEncodeError, OverflowError):  # rare values: the slow path
+            table = runtime.table_from([_portable(t) for t in tokens])
+        if self.exact_memory:
+            runtime.set_max_memory(runtime.get_memory_used() + max_memory, total=True)
+            memory_kb = None
+        else:
+            memory_kb = self._memory_kb() + max_memory / 1024
+        try:
+            ok, detail, line, message, printed = self._run(self._compiled[key], table, timeout, HOOK_INTERVAL,
+                                                           memory_kb, max_memory)
+            printed = list(printed.values()) if printed is not None else []
+        except (self.lua.LuaError, MemoryError):  # the allocator refused lupa itself
+            ok, detail, line, message, printed = False, "memory", None, None, []
+        finally:
+            if self.exact_memory:
+                runtime.set_max_memory(0)
+        del table
+        if not ok:
+            self._collect()
+        return ok, detail, line, message, printed
+
+
+def _portable(token: Any) -> Any:
+    """What Kruise's runtime would see (values through Go's encoding/json into gopher-lua): lone
+    surrogates become U+FFFD, integers beyond 64 bits become floats."""
+    if type(token) is str:
+        return _SURROGATES.sub("\ufffd", token.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
+    if type(token) is int and not -2 ** 63 <= token < 2 ** 63:
+        return float(token) if abs(token) < 2 ** 1023 else float("inf")
+    return token
