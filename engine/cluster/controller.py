@@ -437,7 +437,8 @@ class Controller:
         if deleting:
             if FINALIZER not in finalizers:
                 return self._release(key, None)
-            body = self._put_status(body, TERMINATING, MESSAGES[TERMINATING]) or body
+            if phase != TERMINATING:  # a retry keeps the message that says what went wrong
+                body = self._put_status(body, TERMINATING, MESSAGES[TERMINATING]) or body
             report = applier.restore(targets)
             if not report.ok:
                 return self._set_status(body, TERMINATING, f"restoring failed: {_summary(report)}; "
