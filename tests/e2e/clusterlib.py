@@ -166,15 +166,16 @@ class Controller:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def supervise(self, stop: threading.Event, backoff: float = 2.0) -> None:
-        """Restart the process whenever it exits, as the kubelet restarts a failed container (run in a thread
-        until ``stop`` is set)."""
+    def supervise(self, stop: threading.Event, backoff: float = 10.0) -> None:
+        """Restart the process whenever it exits, as the kubelet restarts a failed container (CrashLoopBackOff:
+        10 s, doubling); run in a thread until ``stop`` is set."""
         while not stop.is_set():
             code = self.proc.poll()
             if code is not None:
                 self.exits.append(code)
                 if stop.wait(backoff):
                     return
+                backoff *= 2
                 self.proc = self._spawn()
             stop.wait(0.2)
 

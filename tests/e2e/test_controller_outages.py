@@ -52,10 +52,11 @@ def test_api_server_outage_costs_little_and_the_lease_is_renewed_after(kube, kub
     controller = controllers(ns, "--identity", "outage")
     wait_for(lambda: all(phase(kube, ns, n) == "Progressing" for n in names), what="Progressing")
     supervisor_stop = threading.Event()
-    supervisor = threading.Thread(target=controller.supervise, args=(supervisor_stop, 5.0), daemon=True)
+    supervisor = threading.Thread(target=controller.supervise, args=(supervisor_stop,), daemon=True)
     supervisor.start()
     lines_before = len(controller.text().splitlines())
     cpu: dict[int, float] = {}
+    baseline = {controller.proc.pid: controller.cpu_seconds()}
     kube_env.stop_apiserver()
     try:
         deadline = time.monotonic() + 30
@@ -68,9 +69,12 @@ def test_api_server_outage_costs_little_and_the_lease_is_renewed_after(kube, kub
     finally:
         kube_env.start_apiserver()
     outage_lines = controller.text().splitlines()[lines_before:]
+    cpu_seconds = sum(cpu.values()) - sum(baseline.values())
+    print(f"30 s outage: {len(outage_lines)} log lines, {cpu_seconds:.2f} s CPU, exits {controller.exits}")
     try:
         assert len(outage_lines) < 300, "\n".join(outage_lines[-50:])  # was 333,950 lines
-        assert sum(cpu.values()) < 6.0, cpu  # under a fifth of a core (was half a core)
+        # Was half a core (15 s). Now: the leader's exit, and Python start-up of the restarts the kubelet makes.
+        assert cpu_seconds < 5.0, (cpu, baseline)
         assert not any("Traceback" in line for line in outage_lines), "\n".join(outage_lines[-50:])
         assert 1 in controller.exits, "a leader that cannot renew its Lease exits non-zero"
         restored = time.time()
