@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import copy
 import logging
+import os
 import signal
 import socket
 import sys
@@ -650,10 +651,19 @@ def run(args: argparse.Namespace) -> int:
     while not finished.wait(0.5):
         if election is not None and not election.is_alive():
             fail("leader election stopped; exiting")
-    controller.stop(args.shutdown_grace)
-    if lock is not None:
+    failed = exit_code["value"] != 0
+    # A replica that lost its Lease may not write any more anyway: it leaves at once (requests still hanging
+    # on a lost connection are abandoned) and leaves the Lease to its successor.
+    controller.stop(1.0 if failed else args.shutdown_grace)
+    if lock is not None and not failed:
         lock.release()
     if server is not None:
         server.stop()
     log.info("stopped")
-    return exit_code["value"]
+    # Leave without interpreter finalisation: abandoned daemon threads (a watch or request on a lost
+    # connection) can otherwise abort it (SIGABRT while they hold the stderr lock), and the exit status is
+    # what Kubernetes reads.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exit_code["value"])
