@@ -2,7 +2,7 @@
 3,000 and 10,000 TrafficRoutings, converging from a cold start and again after a strategy change, plus the
 idle load once converged.
 
-Run: python benchmarks/bench_controller.py [--counts 200,1000,3000,10000] [--workers 4] [--qps 50 --burst 100]
+Run: python benchmarks/bench_controller.py [--counts 200,1000,3000,10000] [--workers 4] [--qps 100 --burst 200]
      python benchmarks/bench_controller.py --counts 1000 --matrix      (the effect of --workers and QPS/burst)
 (prints a table; nothing is asserted: speed is measured, not tested)
 
@@ -180,8 +180,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="200,1000,3000,10000")
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--qps", type=float, default=50.0)
-    parser.add_argument("--burst", type=int, default=100)
+    parser.add_argument("--qps", type=float, default=100.0)
+    parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--matrix", action="store_true",
                         help="for each count, also workers 1 and 8, and QPS 20/30 and unlimited")
     args = parser.parse_args()

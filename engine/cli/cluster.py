@@ -96,11 +96,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                         "(default 5)")
     controller_parser.add_argument("--resync", type=float, default=300.0, metavar="SECONDS",
                                    help="re-check every TrafficRouting from the cache this often (default 300)")
-    controller_parser.add_argument("--kube-api-qps", type=float, default=50.0, metavar="QPS",
+    controller_parser.add_argument("--kube-api-qps", type=float, default=100.0, metavar="QPS",
                                    help="API requests per second, on average (client-go's QPS; 0: no limit; "
-                                        "default 50)")
-    controller_parser.add_argument("--kube-api-burst", type=int, default=100, metavar="N",
-                                   help="API requests allowed at once above --kube-api-qps (default 100)")
+                                        "default 100)")
+    controller_parser.add_argument("--kube-api-burst", type=int, default=200, metavar="N",
+                                   help="API requests allowed at once above --kube-api-qps (default 200)")
     controller_parser.add_argument("--health-port", type=int, default=0, metavar="PORT",
                                    help="serve /healthz and /readyz on this port for the probes (default: off; "
                                         "the Deployment uses 8081)")
