@@ -355,3 +355,37 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def start_as_deployed(kubeconfig: Path, log: Path, *replacements: tuple[str, str]) -> subprocess.Popen:
+    """``graylane`` with deploy/controller/deployment.yaml's arguments (``$(POD_NAME)`` and other
+    ``(old, new)`` replacements applied), as the ServiceAccount of ``kubeconfig``, logging to ``log``."""
+    deployment = yaml.safe_load((DEPLOY / "deployment.yaml").read_text())
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    for old, new in replacements:
+        args = [a.replace(old, new) for a in args]
+    argv = [*graylane_command(), *args, "--kubeconfig", str(kubeconfig), "--lease-duration", "3"]
+    return subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+
+
+def round_trip(kube: Kube, namespace: str, created: dict, check: Callable[[], None] = lambda: None) -> None:
+    """A labelled mocka-tr is reconciled (then ``check()``), deleted, and every object restored."""
+    body = routing(namespace)
+    body["metadata"]["labels"] = {"graylane.io/controller": "enabled"}
+    kube.create(body)
+    wait_for(lambda: phase(kube, namespace) == "Progressing", what="the TrafficRouting reconciled")
+    check()
+    kube.delete("TrafficRouting", namespace, "mocka-tr", TR_API)
+    wait_for(lambda: tr(kube, namespace) is None, what="restore and finalizer removal")
+    for name in ("vs-mocka", "dr-mocka"):
+        assert state(kube.get(created[name]["kind"], namespace, name)) == state(created[name])
+
+
+def stopped_cleanly(proc: subprocess.Popen, log: Path) -> str:
+    """SIGTERM, wait, and the log; the exit status must be 0 and no request may have been forbidden."""
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(30)
+    text = log.read_text()
+    assert code == 0, text
+    assert "Forbidden" not in text and "403" not in text, text
+    return text

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 
 import pytest
 
-from clusterlib import (DEPLOY, ORIGINAL, TR_API, create_all, free_port, graylane_command, has_canary_rule,
-                        has_gray_subset, network_objects, phase, routing, service_account_kubeconfig, state, tr,
-                        wait_for)
+from clusterlib import (DEPLOY, ORIGINAL, TR_API, create_all, free_port, has_canary_rule,
+                        has_gray_subset, network_objects, phase, round_trip, routing, service_account_kubeconfig,
+                        start_as_deployed, state, stopped_cleanly, tr, wait_for)
 
 pytestmark = pytest.mark.e2e
 
@@ -205,34 +203,21 @@ def test_deploy_manifests_grant_exactly_enough(kube, kube_env, kube_namespace, t
                                                           "data": {"unrelated": "x"}}) \
         if not core.list_namespaced_config_map("graylane-system",
                                                field_selector="metadata.name=graylane-scripts").items else None
-    deployment = yaml.safe_load((DEPLOY / "deployment.yaml").read_text())
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container = yaml.safe_load((DEPLOY / "deployment.yaml").read_text())["spec"]["template"]["spec"]["containers"][0]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     port = free_port()
-    args = [a.replace("$(POD_NAME)", "rbac-test").replace("--health-port=8081", f"--health-port={port}")
-            for a in container["args"]]
-    argv = [*graylane_command(), *args, "--kubeconfig", str(kubeconfig), "--lease-duration", "3"]
-    log = (tmp_path / "sa-controller.log").open("w")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, text=True)
-    try:
-        body = routing(ns)
-        body["metadata"]["labels"] = {"graylane.io/controller": "enabled"}
-        kube.create(body)
-        wait_for(lambda: phase(kube, ns) == "Progressing", what="reconcile under the ServiceAccount")
+    log = tmp_path / "sa-controller.log"
+    proc = start_as_deployed(kubeconfig, log, ("$(POD_NAME)", "rbac-test"),
+                             ("--health-port=8081", f"--health-port={port}"))
+
+    def probes_answer():
         for path in ("healthz", "readyz"):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/{path}", timeout=5) as response:
                 assert response.status == 200 and response.read() == b"ok\n"
-        kube.delete("TrafficRouting", ns, "mocka-tr", TR_API)
-        wait_for(lambda: tr(kube, ns) is None, what="restore and finalizer removal")
-        for name in ("vs-mocka", "dr-mocka"):
-            assert state(kube.get(created[name]["kind"], ns, name)) == state(created[name])
+    try:
+        round_trip(kube, ns, created, probes_answer)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(30)
-        log.close()
-    text = (tmp_path / "sa-controller.log").read_text()
-    assert code == 0, text
-    assert "Forbidden" not in text and "403" not in text, text
+        text = stopped_cleanly(proc, log)
     assert "rbac-test became the leader (Lease graylane-system/graylane-controller)" in text
     assert "released Lease graylane-system/graylane-controller" in text

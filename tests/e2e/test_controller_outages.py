@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from clusterlib import (DEPLOY, FULLLINK, NETWORK, ORIGINAL, TR_API, Partition, create_all, graylane_command,
-                        has_canary_rule, load, network_objects, phase, routing, service_account_kubeconfig, state,
-                        tr, wait_for, writes_by)
+from clusterlib import (DEPLOY, FULLLINK, NETWORK, ORIGINAL, TR_API, Partition, create_all, has_canary_rule, load,
+                        network_objects, phase, round_trip, routing, service_account_kubeconfig, start_as_deployed,
+                        stopped_cleanly, tr, wait_for, writes_by)
 
 pytestmark = pytest.mark.e2e
 
@@ -120,7 +120,8 @@ def test_a_leader_cut_off_from_the_api_server_stops_writing_before_the_follower_
         assert new, "the follower wrote"
         last_old = max(w["stageTimestamp"] for w in old)
         first_new = min(w["requestReceivedTimestamp"] for w in new)
-        assert last_old < first_new, f"two writers at once: {holder} wrote until {last_old}, {follower} from {first_new}"
+        assert last_old < first_new, \
+            f"two writers at once: {holder} wrote until {last_old}, {follower} from {first_new}"
         assert "lost the leadership" in replicas[holder].text()
     finally:
         for partition in partitions.values():
@@ -186,14 +187,10 @@ def test_sigterm_mid_write_exits_0_within_the_grace_period(kube, kube_namespace,
 def test_the_single_namespace_recipe_works_as_written(kube, kube_env, kube_namespace, tmp_path):
     """README's recipe: deploy/controller with the ClusterRoleBinding replaced by
     deploy/controller/single-namespace.yaml (NAMESPACE set), and --namespace=NAMESPACE for --all-namespaces."""
-    import subprocess
-
-    import yaml
     from kubernetes import client
 
-    deploy = DEPLOY
     for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml"):
-        create_all(kube.api, deploy / name)
+        create_all(kube.api, DEPLOY / name)
     rbac = client.RbacAuthorizationV1Api(kube.api)
     try:
         rbac.delete_cluster_role_binding("graylane-controller")
@@ -201,33 +198,17 @@ def test_the_single_namespace_recipe_works_as_written(kube, kube_env, kube_names
         assert exc.status == 404
     ns = kube_namespace
     recipe = tmp_path / "single-namespace.yaml"
-    recipe.write_text((deploy / "single-namespace.yaml").read_text().replace("NAMESPACE", ns))
+    recipe.write_text((DEPLOY / "single-namespace.yaml").read_text().replace("NAMESPACE", ns))
     create_all(kube.api, recipe)
     kubeconfig = service_account_kubeconfig(kube, kube_env, tmp_path)
     created = network_objects(kube, ns, "mocka.yaml")
-    deployment = yaml.safe_load((deploy / "deployment.yaml").read_text())
-    args = [a.replace("$(POD_NAME)", "single-ns").replace("--all-namespaces", f"--namespace={ns}")
-            .replace("--health-port=8081", "--health-port=0") for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"]]
-    assert f"--namespace={ns}" in args
-    argv = [*graylane_command(), *args, "--kubeconfig", str(kubeconfig), "--lease-duration", "3"]
-    log = (tmp_path / "single-ns.log").open("w")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "single-ns.log"
+    proc = start_as_deployed(kubeconfig, log, ("$(POD_NAME)", "single-ns"), ("--all-namespaces", f"--namespace={ns}"),
+                             ("--health-port=8081", "--health-port=0"))
     try:
-        body = routing(ns)
-        body["metadata"]["labels"] = {"graylane.io/controller": "enabled"}
-        kube.create(body)
-        wait_for(lambda: phase(kube, ns) == "Progressing", what="reconcile under the single-namespace RBAC")
-        kube.delete("TrafficRouting", ns, "mocka-tr", TR_API)
-        wait_for(lambda: tr(kube, ns) is None, what="restore and finalizer removal")
-        for name in ("vs-mocka", "dr-mocka"):
-            assert state(kube.get(created[name]["kind"], ns, name)) == state(created[name])
+        round_trip(kube, ns, created)
     finally:
-        proc.terminate()
-        code = proc.wait(30)
-        log.close()
-        create_all(kube.api, deploy / "rbac.yaml")  # the ClusterRoleBinding back, for the other tests
-    text = (tmp_path / "single-ns.log").read_text()
-    assert code == 0, text
-    assert "Forbidden" not in text and "403" not in text, text
+        text = stopped_cleanly(proc, log)
+        create_all(kube.api, DEPLOY / "rbac.yaml")  # the ClusterRoleBinding back, for the other tests
     assert "single-ns became the leader (Lease graylane-system/graylane-controller)" in text
 
