@@ -213,7 +213,7 @@ class Cluster:
             return self.custom.patch_namespaced_custom_object(resource.group, resource.version, namespace,
                                                               resource.plural, name, body, **kwargs)
         except Exception as exc:  # noqa: BLE001 - translated
-            raise api_error(exc, f"applying {resource.describe(name)} in namespace {namespace}") from None
+            raise api_error(exc, f"updating {resource.describe(name)} in namespace {namespace}") from None
 
     def replace_status(self, resource: Resource, body: dict) -> dict:
         metadata = body.get("metadata") or {}
