@@ -1,11 +1,13 @@
 """apply, restore and status against a live cluster; the controller reconciles with the same code.
 
-apply, per referenced object: GET; take the original from rollouts.kruise.io/original-spec-configuration
-(or the object as it is, when none is stored yet); run the script on the original; validate; compare with
-the live object. Every object is planned before anything is written, so a missing object, a script error
-or a validation error changes nothing. Then each changed object is written with one PUT that carries the
-resourceVersion it was computed from and stores the original in the same write, so there is no moment
-where the spec is changed but the original is not stored. A 409 means someone wrote in between: the object
+apply, per referenced object: GET (or read the controller's cache); take the original: the live object with
+graylane's own parts replaced by those of the original stored in rollouts.kruise.io/original-spec-configuration
+(engine.routing.ownership: other writers' edits are kept, graylane's additions recognised on sight); run the
+script on the original; validate; compare with the live object. Every object is planned before anything is
+written, so a missing object, a script error or a validation error changes nothing. Then each changed object
+is written with one server-side apply (field manager graylane) that carries the resourceVersion it was
+computed from and stores the original in the same write, so there is no moment where the spec is changed but
+the original is not stored. Restore and roll back are conditional PUTs. A 409 means someone wrote in between: the object
 is read again and the script re-run on the fresh data (never a blind overwrite), with bounded, jittered
 exponential backoff. If a write fails, the objects this call already changed are put back to their
 pre-call state (again conditional on the resourceVersion this call wrote), and every object's fate is

@@ -437,7 +437,7 @@ class Controller:
 
         if deleting:
             if FINALIZER not in finalizers:
-                return self._release(key, None)
+                return self._release(key)
             if phase != TERMINATING:  # a retry keeps the message that says what went wrong
                 body = self._put_status(body, TERMINATING, MESSAGES[TERMINATING]) or body
             report = applier.restore(targets)
@@ -483,7 +483,7 @@ class Controller:
         except NotFound:
             pass
         log.info("%s/%s: finalizer removed", *key)
-        return self._release(key, None)
+        return self._release(key)
 
     def _log(self, key: Key, report: Report) -> None:
         changed = [o.line() for o in report.outcomes if o.state in ("configured", "restored")]
@@ -512,9 +512,9 @@ class Controller:
         body = self.cluster.get(self.tr_resource, *key)
         if body is not None and self.options.selector and FINALIZER in (_meta(body).get("finalizers") or []):
             return self._drop_finalizer(key, body, list(_meta(body)["finalizers"]))
-        return self._release(key, None)
+        return self._release(key)
 
-    def _release(self, key: Key, body: Optional[dict]) -> bool:
+    def _release(self, key: Key) -> bool:
         """Forget a TrafficRouting that is gone."""
         with self._lock:
             for object_key in [k for k, owner in self._claims.items() if owner == key]:
