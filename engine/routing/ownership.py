@@ -129,8 +129,7 @@ def _fold_spec(kind: str, live_spec: Any, stored_spec: Any, stable: str, canary:
             rules = live_spec.get(protocol)
             if not isinstance(rules, list):
                 continue
-            originals = [r for r in stored.get(protocol) or [] if routes_to_canary(r, stable, canary)
-                         or isinstance(r, dict)]
+            originals = [r for r in stored.get(protocol) or [] if isinstance(r, dict)]
             folded = []
             for rule in rules:
                 if not routes_to_canary(rule, stable, canary):
