@@ -278,12 +278,13 @@ class Partition:
         self.listener.close()
 
 
-def writes_by(kube_env, marker: str, since: str = "") -> list[dict]:
-    """Audit events of writes whose user agent contains ``marker`` (a controller's identity), after the
-    ISO time ``since``."""
+def writes_by(kube_env, marker: str, namespace: str, since: str = "") -> list[dict]:
+    """Audit events of writes in ``namespace`` whose user agent contains ``marker`` (a controller's identity),
+    after the ISO time ``since``."""
     return [e for e in kube_env.audit_events() if marker in (e.get("userAgent") or "")
             and e.get("verb") in ("create", "update", "patch", "delete") and e.get("stage") == "ResponseComplete"
             and (e.get("objectRef") or {}).get("resource") != "leases"
+            and (e.get("objectRef") or {}).get("namespace") == namespace
             and e.get("requestReceivedTimestamp", "") > since]
 
 

@@ -116,7 +116,7 @@ def test_a_leader_cut_off_from_the_api_server_stops_writing_before_the_follower_
         wait_for(lambda: all(has_canary_rule(kube.get("VirtualService", ns, f"vs-mocka-{i}"), "gray")
                              for i in range(len(names))), 90, 0.5, what="the follower to converge everything")
         assert lease(kube, ns).holder_identity == follower
-        old, new = writes_by(kube_env, f"({holder})"), writes_by(kube_env, f"({follower})")
+        old, new = writes_by(kube_env, f"({holder})", ns), writes_by(kube_env, f"({follower})", ns)
         assert new, "the follower wrote"
         last_old = max(w["stageTimestamp"] for w in old)
         first_new = min(w["requestReceivedTimestamp"] for w in new)
@@ -146,9 +146,9 @@ def test_a_corrupt_original_costs_only_its_own_retries(kube, kube_env, kube_name
     kube.delete("TrafficRouting", ns, "mocka-tr", TR_API)
     wait_for(lambda: phase(kube, ns) == "Terminating" and "release-without-restore" in message(),
              what="the way out in status.message")
-    since = writes_by(kube_env, "(corrupt)")[-1]["requestReceivedTimestamp"]
+    since = writes_by(kube_env, "(corrupt)", ns)[-1]["requestReceivedTimestamp"]
     time.sleep(10)
-    retries = [w for w in writes_by(kube_env, "(corrupt)", since) if w["objectRef"].get("name") == "mocka-tr"]
+    retries = [w for w in writes_by(kube_env, "(corrupt)", ns, since) if w["objectRef"].get("name") == "mocka-tr"]
     assert len(retries) <= 3, retries  # was 130 status writes a second
 
     kube.edit("TrafficRouting", ns, "mockb-tr", set_header("gray"), TR_API)  # the workers still work

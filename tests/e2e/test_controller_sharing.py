@@ -153,7 +153,7 @@ def test_a_self_healing_writer_and_the_controller_settle(kube, kube_env, kube_na
     try:
         def quiet(since: str, seconds: float = 4.0) -> tuple[list, list]:
             time.sleep(seconds)
-            return writes_by(kube_env, "(settle)", since), writes_by(kube_env, "self-healer", since)
+            return writes_by(kube_env, "(settle)", ns, since), writes_by(kube_env, "self-healer", ns, since)
 
         start = _now(kube_env)
         assert quiet(start) == ([], []), "both leave a settled object alone"
