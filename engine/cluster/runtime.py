@@ -92,10 +92,6 @@ class WorkQueue:
         self.add_after(key, delay)
         return delay
 
-    def failures(self, key: Hashable) -> int:
-        with self._cond:
-            return self._failures.get(key, 0)
-
     def forget(self, key: Hashable) -> None:
         with self._cond:
             self._failures.pop(key, None)
@@ -144,12 +140,13 @@ class _Retry:
 
     def __init__(self, base: float = 0.5, cap: float = 30.0):
         self.failures = 0
+        self.pending = 0.0  # the wait before the next attempt
         self.base, self.cap = base, cap
 
     def failed(self) -> float:
-        delay = backoff_delay(self.failures, self.base, self.cap)
+        self.pending = backoff_delay(self.failures, self.base, self.cap)
         self.failures += 1
-        return delay
+        return self.pending
 
     def succeeded(self) -> bool:
         """True when this success ends a run of failures (worth one log line)."""
@@ -185,7 +182,7 @@ def _list_function(cluster: Cluster, resource: Resource, stopping: threading.Eve
                 result = custom.list_cluster_custom_object(resource.group, resource.version, resource.plural,
                                                            **kwargs)
         except Exception as exc:  # noqa: BLE001 - one line per back-off step, then the informer retries
-            retry.pending = retry.failed()
+            retry.failed()
             if not stopping.is_set():
                 log.warning("%s; retrying in %.1fs", api_error(exc, f"watching {what}"), retry.pending)
             raise
@@ -196,7 +193,6 @@ def _list_function(cluster: Cluster, resource: Resource, stopping: threading.Eve
         return SimpleNamespace(items=result.get("items") or [],
                                metadata=SimpleNamespace(resource_version=(result.get("metadata") or {})
                                                         .get("resourceVersion")))
-    retry.pending = 0.0
     return list_objects
 
 
