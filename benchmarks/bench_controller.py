@@ -194,9 +194,10 @@ def main() -> int:
         for workers, qps, burst in settings:
             row = run_size(count, workers, qps, burst)
             rows.append(row)
-            print(f"{count} TrafficRoutings, {workers} workers, QPS {qps:g}/{burst}: cold {row['cold']:.1f}s, "
-                  f"change {row['change']:.1f}s ({row['change_verbs']}), idle {row['idle_requests']} requests "
-                  f"in {IDLE_SECONDS}s, peak RSS {row['rss']:.0f} MiB", file=sys.stderr, flush=True)
+            print(f"{count} TrafficRoutings, {workers} workers, QPS {qps:g}/{burst}: cold {row['cold']:.1f}s "
+                  f"({row['cold_requests']} requests), change {row['change']:.1f}s ({row['change_verbs']}), idle "
+                  f"{row['idle_requests']} requests in {IDLE_SECONDS}s, peak RSS {row['rss']:.0f} MiB",
+                  file=sys.stderr, flush=True)
     print(table(rows))
     return 0
 
