@@ -5,7 +5,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Optional
 
-from engine.cli.options import emit, engine_from_args, filename_option, script_options
+from engine.cli.options import (emit, engine_from_args, filename_option, namespace_option, object_output_option,
+                                 read_inputs, script_options)
 from engine.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -20,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "in rollouts.kruise.io/original-spec-configuration, ready for kubectl apply -f -.")
     filename_option(render_parser)
     render_parser.add_argument("--step", type=int, metavar="N", help="Rollout step, 1-based (default 1)")
-    render_parser.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    namespace_option(render_parser)
+    object_output_option(render_parser)
     script_options(render_parser)
     render_parser.set_defaults(handler=run_render)
 
@@ -29,17 +31,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Print every object that carries rollouts.kruise.io/original-spec-configuration as it was "
                     "before rendering.")
     filename_option(restore_parser)
-    restore_parser.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    object_output_option(restore_parser)
     restore_parser.set_defaults(handler=run_restore)
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from engine import inputs
     from engine.checks.validate import check_rendered
     from engine.routing.render import render
     if args.step is not None and args.step < 1:
         raise InvalidInputError("--step is 1-based and must be at least 1")
-    documents = inputs.read_documents(args.filename)
+    documents = read_inputs(args)
     rendered = render(documents, engine_from_args(args), args.step, check_rendered)
     emit([item.body for item in rendered], args.output)
     return 0

@@ -16,6 +16,7 @@ from engine.routing.script_input import (ORIGINAL_ANNOTATION, OriginalState, app
                            build_script_input, encode_original, original_of, restore_body)
 from engine.lua.scripts import ScriptLibrary, ingress_key, resource_key
 from engine.routing.strategy import RoutingPlan, TrafficStrategy, is_routing_document, plan
+from engine.routing.names import did_you_mean
 
 OutputCheck = Callable[[Document, dict], None]
 
@@ -113,7 +114,8 @@ def render(documents: list[Document], engine: Engine, step: Optional[int] = None
                 found = find_object(documents, ref.api_version, ref.kind, ref.name, namespace)
                 if found is None:
                     raise routing.document.error(
-                        f"references {ref.kind}/{ref.name} ({ref.api_version}), which is not among the inputs",
+                        f"references {ref.kind}/{ref.name} ({ref.api_version}), which is not among the inputs"
+                        + did_you_mean(ref.name, [d.name for d in documents if d.kind == ref.kind]),
                         ref.field)
                 if id(found) in claimed:
                     raise routing.document.error(
@@ -148,7 +150,8 @@ def render_canary_ingress(documents: list[Document], routing: RoutingPlan, ingre
     name = ingress["name"]
     stable = find_object(documents, "networking.k8s.io/v1", "Ingress", name, routing.document.namespace)
     if stable is None:
-        raise routing.document.error(f"references Ingress/{name}, which is not among the inputs",
+        raise routing.document.error(f"references Ingress/{name}, which is not among the inputs"
+                                     + did_you_mean(name, [d.name for d in documents if d.kind == "Ingress"]),
                                      f"{target.field}.ingress.name")
     canary_name = f"{name}-canary"
     existing = find_object(documents, "networking.k8s.io/v1", "Ingress", canary_name, routing.document.namespace)

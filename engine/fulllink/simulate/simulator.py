@@ -20,6 +20,7 @@ from engine.documents import Document
 from engine.fulllink.envoy import EnvoyLuaEmulator, HttpRequest, shared_emulator
 from engine.errors import InvalidInputError
 from engine.routing.hosts import fqdn, is_service_host, service_key
+from engine.routing.names import did_you_mean
 from engine.fulllink.simulate.inputs import (
     CALLS_ANNOTATION,
     PROPAGATE_ANNOTATION,
@@ -106,8 +107,10 @@ class Simulator:
         if self.options.gateway:
             gateway = self.mesh.gateway_named(self.options.gateway)
             if gateway is None:
+                have = [self.mesh.key(g) for g in self.mesh.gateways]
                 raise InvalidInputError(f"--gateway {self.options.gateway}: no such Gateway among the inputs "
-                                        f"(have: {', '.join(self.mesh.key(g) for g in self.mesh.gateways) or 'none'})")
+                                        f"(have: {', '.join(have) or 'none'})"
+                                        + did_you_mean(self.options.gateway, have + [g.name for g in self.mesh.gateways]))
             found = [gateway]
         else:
             found = self.mesh.gateways_for_host(request.host)

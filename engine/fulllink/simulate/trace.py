@@ -8,6 +8,7 @@ from typing import Optional
 
 from engine.fulllink.envoy import HttpRequest
 from engine.errors import InvalidInputError
+from engine.routing.names import did_you_mean
 from engine.routing.hosts import service_key
 from engine.fulllink.simulate.mesh import Workload
 
@@ -166,7 +167,10 @@ def check_expectations(trace: Trace, expectations: list) -> list:
         reached = [a for a in arrivals if _expected_service(expectation, a.service)]
         if not reached:
             expectation.ok = False
-            expectation.details.append(f"the request never reaches {expectation.service}")
+            services = [a.service for a in arrivals if a.service]
+            names = services + [s.split("/", 1)[-1] for s in services]
+            expectation.details.append(f"the request never reaches {expectation.service}"
+                                       + did_you_mean(expectation.service, names))
             continue
         failures = []
         for arrival in reached:
