@@ -88,7 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                         "(default: on)")
     controller_parser.add_argument("--lease-name", default="graylane-controller", metavar="NAME")
     controller_parser.add_argument("--lease-namespace", metavar="NS",
-                                   help="namespace of the Lease (default: the controller's namespace)")
+                                   help="namespace of the Lease (default: the controller's own namespace: the "
+                                        "pod's, or the context's; not -n, which only picks what to watch)")
     controller_parser.add_argument("--lease-duration", type=int, default=15, metavar="SECONDS")
     controller_parser.add_argument("--identity", metavar="ID", help="leader election identity (default: host name "
                                                                     "and a random suffix)")
@@ -98,7 +99,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    help="at most one drift-triggered re-assert per TrafficRouting per interval "
                                         "(default 5)")
     controller_parser.add_argument("--resync", type=float, default=300.0, metavar="SECONDS",
-                                   help="re-list and re-check everything this often (default 300)")
+                                   help="re-check every TrafficRouting from the cache this often (default 300)")
+    controller_parser.add_argument("--kube-api-qps", type=float, default=100.0, metavar="QPS",
+                                   help="API requests per second, on average (client-go's QPS; 0: no limit; "
+                                        "default 100)")
+    controller_parser.add_argument("--kube-api-burst", type=int, default=200, metavar="N",
+                                   help="API requests allowed at once above --kube-api-qps (default 200)")
+    controller_parser.add_argument("--health-port", type=int, default=0, metavar="PORT",
+                                   help="serve /healthz and /readyz on this port for the probes (default: off; "
+                                        "the Deployment uses 8081)")
+    controller_parser.add_argument("--shutdown-grace", type=float, default=20.0, metavar="SECONDS",
+                                   help="on SIGTERM, wait this long for running reconciles, then abandon them "
+                                        "and exit 0 (default 20, inside the Pod's 30 s grace period)")
     cluster_options(controller_parser)
     script_options(controller_parser)
     controller_parser.set_defaults(handler=run_controller)

@@ -1,11 +1,13 @@
 """apply, restore and status against a live cluster; the controller reconciles with the same code.
 
-apply, per referenced object: GET; take the original from rollouts.kruise.io/original-spec-configuration
-(or the object as it is, when none is stored yet); run the script on the original; validate; compare with
-the live object. Every object is planned before anything is written, so a missing object, a script error
-or a validation error changes nothing. Then each changed object is written with one PUT that carries the
-resourceVersion it was computed from and stores the original in the same write, so there is no moment
-where the spec is changed but the original is not stored. A 409 means someone wrote in between: the object
+apply, per referenced object: GET (or read the controller's cache); take the original: the live object with
+graylane's own parts replaced by those of the original stored in rollouts.kruise.io/original-spec-configuration
+(engine.routing.ownership: other writers' edits are kept, graylane's additions recognised on sight); run the
+script on the original; validate; compare with the live object. Every object is planned before anything is
+written, so a missing object, a script error or a validation error changes nothing. Then each changed object
+is written with one server-side apply (field manager graylane) that carries the resourceVersion it was
+computed from and stores the original in the same write, so there is no moment where the spec is changed but
+the original is not stored. Restore and roll back are conditional PUTs. A 409 means someone wrote in between: the object
 is read again and the script re-run on the fresh data (never a blind overwrite), with bounded, jittered
 exponential backoff. If a write fails, the objects this call already changed are put back to their
 pre-call state (again conditional on the resourceVersion this call wrote), and every object's fate is
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import os
 import random
 import time
@@ -25,7 +28,9 @@ from typing import Any, Callable, ContextManager, Optional
 from engine.documents import Document
 from engine.errors import ClusterError, GraylaneError, InvalidInputError
 from engine.routing.render import Engine, OutputCheck
-from engine.routing.script_input import ORIGINAL_ANNOTATION, apply_result, encode_original, original_of, restore_body
+from engine.routing.ownership import CANARY_SUBSET, fold_original, is_canary_destination, knows
+from engine.routing.script_input import (ORIGINAL_ANNOTATION, OriginalState, apply_result, encode_original,
+                                         original_of, restore_body)
 from engine.lua.scripts import resource_key
 from engine.routing.strategy import RoutingPlan, TrafficStrategy
 from engine.cluster.client import Cluster, Conflict, Resource
@@ -148,7 +153,8 @@ class Applier:
     def __init__(self, cluster: Cluster, engine: Optional[Engine] = None, check: Optional[OutputCheck] = None,
                  dry_run: Optional[str] = None, max_attempts: int = MAX_ATTEMPTS,
                  on_write: Optional[Callable[[Target, dict], None]] = None,
-                 writing: Optional[Callable[[Target], ContextManager]] = None):
+                 writing: Optional[Callable[[Target], ContextManager]] = None,
+                 read: Optional[Callable[[Target], Optional[dict]]] = None):
         if dry_run not in (None, "client", "server"):
             raise InvalidInputError(f"--dry-run must be client or server, got {dry_run!r}")
         self.cluster, self.engine, self.check, self.dry_run = cluster, engine, check, dry_run
@@ -156,26 +162,45 @@ class Applier:
         self.on_write = on_write  # told about every object this call wrote (the controller tracks them)
         self.warnings: list = []  # findings the output check let through (--force), for the caller to show
         self.writing = writing or (lambda target: contextlib.nullcontext())  # held around each write
+        self.read = read  # the controller reads from its informer caches; None: GET from the API server
 
     # -- shared -------------------------------------------------------------------------------------------
 
-    def _read(self, target: Target) -> Optional[dict]:
+    def _read(self, target: Target, fresh: bool = False) -> Optional[dict]:
+        """The object from the reader (a cache) or, when ``fresh`` or without one, from the API server."""
         if target.resource is None:
             target.resource = self.cluster.resource(target.api_version, target.kind)
+        if self.read is not None and not fresh:
+            return self.read(target)
         return self.cluster.get(target.resource, target.namespace, target.name)
 
-    def desired(self, target: Target, live: dict) -> dict:
-        """The object as the script wants it, computed from the stored original (or the live object)."""
+    def _run(self, target: Target, original: OriginalState) -> OriginalState:
         assert self.engine is not None
-        source = f"cluster {target.namespace}/{target.describe()}"
-        document = Document(live, source, 1)
-        try:
-            original, _stored = original_of(live)
-        except ValueError as exc:
-            raise document.error(str(exc), f"metadata.annotations[{ORIGINAL_ANNOTATION}]") from None
         result = self.engine.run_network_script(resource_key(target.api_version, target.kind),
                                                 copy.deepcopy(original), target.strategy, target.stable_service,
                                                 target.canary_service)
+        return OriginalState(result.spec, dict(result.labels or {}), dict(result.annotations or {}))
+
+    def original(self, target: Target, live: dict) -> tuple[OriginalState, Optional[OriginalState]]:
+        """(the original to keep, what the script makes of it when already computed). The original is the
+        live object with graylane's own parts replaced by the stored original's (ownership.fold_original):
+        other writers' edits are folded in, and graylane's additions are recognised even without the
+        annotation, so nothing is applied twice."""
+        stored, is_stored = _original_or_error(target, live)
+        scripted = self._run(target, stored) if is_stored and self.engine is not None else None
+        folded = fold_original(live, stored if is_stored else None, target.stable_service, target.canary_service,
+                               scripted)
+        if is_stored and folded == stored:
+            return stored, scripted  # unchanged: keep the stored JSON (and its key order) as it is
+        return folded, None
+
+    def desired(self, target: Target, live: dict) -> dict:
+        """The object as the script wants it, computed from the original (see ``original``)."""
+        source = f"cluster {target.namespace}/{target.describe()}"
+        document = Document(live, source, 1)
+        original, result = self.original(target, live)
+        if result is None:
+            result = self._run(target, original)
         body = apply_result(live, result.spec, result.labels, result.annotations, encode_original(original))
         if self.check:
             self.warnings.extend(self.check(document, body) or [])
@@ -186,7 +211,7 @@ class Applier:
         time.sleep(delay * (0.5 + random.random()))
 
     def _write(self, target: Target, live: dict, compute: Callable[[dict], dict],
-               wanted: Optional[dict] = None) -> Outcome:
+               wanted: Optional[dict] = None, server_side: bool = False) -> Outcome:
         """Write ``compute(live)`` (or ``wanted``, already computed from ``live``); on 409 re-read and recompute
         from the fresh object, a bounded number of times. Returns CONFIGURED/UNCHANGED; raises ClusterError
         (NotFound when it vanished meanwhile)."""
@@ -200,7 +225,11 @@ class Applier:
                 return Outcome(target, CONFIGURED, before=live, after=wanted, attempts=attempt)
             try:
                 with self.writing(target):
-                    written = self.cluster.replace(target.resource, wanted, dry_run=self.dry_run == "server")
+                    patch = apply_patch(live, wanted) if server_side else None
+                    if patch is not None:
+                        written = self.cluster.apply(target.resource, patch, dry_run=self.dry_run == "server")
+                    else:
+                        written = self.cluster.replace(target.resource, wanted, dry_run=self.dry_run == "server")
                     if not self.dry_run and self.on_write:
                         self.on_write(target, written)
             except Conflict as exc:
@@ -208,7 +237,7 @@ class Applier:
                     raise ClusterError(f"{exc} (gave up after {attempt} conflicting attempts)") from None
                 self._backoff(attempt)
                 attempt += 1
-                fresh = self._read(target)
+                fresh = self._read(target, fresh=True)
                 if fresh is None:
                     raise ClusterError(f"{target.describe()} was deleted while being updated") from None
                 live, wanted = fresh, None
@@ -245,7 +274,8 @@ class Applier:
         done: list[Outcome] = []
         for index, (target, live, wanted) in enumerate(planned):  # 2. write, all or nothing
             try:
-                outcome = self._write(target, live, lambda current, t=target: self.desired(t, current), wanted)
+                outcome = self._write(target, live, lambda current, t=target: self.desired(t, current), wanted,
+                                      server_side=True)
             except GraylaneError as exc:
                 report.outcomes.append(Outcome(target, FAILED, str(exc)))
                 for later, later_live, _wanted in planned[index + 1:]:
@@ -309,7 +339,7 @@ class Applier:
                                                                     "skipped"))
                     continue
                 _original_or_error(target, live)
-                outcome = self._write(target, live, lambda current, t=target: _restored(t, current))
+                outcome = self._write(target, live, lambda current, t=target: self.restored(t, current))
                 if outcome.state == CONFIGURED:
                     outcome.state = RESTORED
                 else:
@@ -321,6 +351,16 @@ class Applier:
         if failures:
             report.error = f"{failures} of {len(targets)} object(s) could not be restored"
         return report
+
+    def restored(self, target: Target, live: dict) -> dict:
+        """``live`` put back to its original (other writers' edits kept); ``live`` itself when graylane has
+        nothing there to take back."""
+        stored, is_stored = _original_or_error(target, live)
+        if not is_stored and not knows(target.kind):
+            return live
+        original, _ = self.original(target, live)
+        body = restore_body(live, original)
+        return live if not is_stored and body == restore_body(live, _as_found(live)) else body
 
     # -- status -------------------------------------------------------------------------------------------
 
@@ -356,31 +396,42 @@ def _original_or_error(target: Target, live: dict):
                                 field=f"metadata.annotations[{ORIGINAL_ANNOTATION}]") from None
 
 
-def _restored(target: Target, live: dict) -> dict:
-    original, stored = _original_or_error(target, live)
-    return restore_body(live, original) if stored else live
+def apply_patch(live: dict, wanted: dict) -> Optional[dict]:
+    """The server-side apply body for ``wanted``: what graylane sets (spec, the stored original, the labels
+    and annotations the script sets) and nothing of other writers' metadata, with the resourceVersion it was
+    computed from. None when a plain update is needed (the script removes a label or annotation, which an
+    apply cannot do for fields another manager set)."""
+    meta, live_meta = wanted.get("metadata") or {}, live.get("metadata") or {}
+    annotations = dict(meta.get("annotations") or {})
+    try:
+        original = json.loads(annotations.get(ORIGINAL_ANNOTATION) or "{}")
+    except ValueError:
+        return None
+    kept_labels, kept_annotations = original.get("labels") or {}, original.get("annotations") or {}
+    labels = dict(meta.get("labels") or {})
+    for key in set(kept_labels) - set(labels):
+        if key in (live_meta.get("labels") or {}):
+            return None
+    for key in set(kept_annotations) - set(annotations):
+        if key in (live_meta.get("annotations") or {}):
+            return None
+    applied_meta: dict[str, Any] = {
+        "name": meta.get("name"), "namespace": meta.get("namespace"), "resourceVersion": meta.get("resourceVersion"),
+        "annotations": {k: v for k, v in annotations.items()
+                        if k == ORIGINAL_ANNOTATION or kept_annotations.get(k) != v}}
+    script_labels = {k: v for k, v in labels.items() if kept_labels.get(k) != v}
+    if script_labels:
+        applied_meta["labels"] = script_labels
+    return {"apiVersion": wanted.get("apiVersion"), "kind": wanted.get("kind"), "metadata": applied_meta,
+            "spec": wanted.get("spec")}
+
+
+def _as_found(live: dict) -> OriginalState:
+    metadata = live.get("metadata") or {}
+    return OriginalState(live.get("spec"), dict(metadata.get("labels") or {}), dict(metadata.get("annotations") or {}))
 
 
 # -- status: what an object says about the canary ------------------------------------------------------------
-
-CANARY_SUBSET = "canary"
-
-
-def _same_service(host: Any, service: str) -> bool:
-    if not isinstance(host, str):
-        return False
-    host_parts, service_parts = host.split("."), service.split(".")
-    if host_parts[0] != service_parts[0]:
-        return False
-    return len(host_parts) < 2 or len(service_parts) < 2 or host_parts[1] == service_parts[1]
-
-
-def _is_canary(destination: Any, stable: str, canary: str) -> bool:
-    if not isinstance(destination, dict):
-        return False
-    if canary == stable:
-        return _same_service(destination.get("host"), stable) and destination.get("subset") == CANARY_SUBSET
-    return _same_service(destination.get("host"), canary)
 
 
 def inspect(body: dict, stable: str, canary: str) -> dict:
@@ -392,7 +443,7 @@ def inspect(body: dict, stable: str, canary: str) -> dict:
         for protocol in ("http", "tcp", "tls"):
             for rule in spec.get(protocol) or []:
                 routes = [r for r in (rule or {}).get("route") or [] if isinstance(r, dict)]
-                canary_routes = [r for r in routes if _is_canary(r.get("destination"), stable, canary)]
+                canary_routes = [r for r in routes if is_canary_destination(r.get("destination"), stable, canary)]
                 if not canary_routes:
                     continue
                 if rule.get("match"):

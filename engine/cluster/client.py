@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -84,6 +85,31 @@ def api_error(exc: Exception, what: str) -> ClusterError:
     return ClusterError(f"{what}: {exc}")
 
 
+class RateLimiter:
+    """Client-side token bucket (client-go's QPS and burst): at most ``burst`` requests at once, refilled at
+    ``qps`` per second. ``qps <= 0`` means no limit."""
+
+    def __init__(self, qps: float = 0.0, burst: int = 1):
+        self.qps, self.burst = qps, max(1, burst)
+        self._tokens = float(self.burst)
+        self._stamp = time.monotonic()
+        self._lock = threading.Lock()
+        self.requests = 0  # every request that passed, for the benchmark
+
+    def wait(self) -> None:
+        with self._lock:
+            self.requests += 1
+            if self.qps <= 0:
+                return
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.qps)
+            self._stamp = now
+            self._tokens -= 1
+            delay = -self._tokens / self.qps if self._tokens < 0 else 0.0
+        if delay > 0:
+            time.sleep(delay)
+
+
 class Cluster:
     """A connection to one API server: kind resolution plus get/list/replace/patch on any namespaced kind."""
 
@@ -95,6 +121,7 @@ class Cluster:
         self.core = client.CoreV1Api(api_client)
         self._resources: dict[tuple[str, str], Resource] = {}
         self._lock = threading.Lock()
+        self.limiter = RateLimiter()  # the controller sets --kube-api-qps/--kube-api-burst
 
     # -- kinds --------------------------------------------------------------------------------------------
 
@@ -108,6 +135,7 @@ class Cluster:
         if not group:
             raise InvalidInputError(f"{kind} ({api_version}) is a core-group kind; graylane manages custom "
                                     "network resources (customNetworkRefs) such as Istio VirtualServices")
+        self.limiter.wait()
         try:
             listing = self.custom.get_api_resources(group, version, _request_timeout=REQUEST_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - translated
@@ -127,6 +155,7 @@ class Cluster:
 
     def get(self, resource: Resource, namespace: str, name: str) -> Optional[dict]:
         """The object, or None when it does not exist."""
+        self.limiter.wait()
         try:
             return self.custom.get_namespaced_custom_object(resource.group, resource.version, namespace,
                                                             resource.plural, name,
@@ -144,6 +173,7 @@ class Cluster:
             kwargs["label_selector"] = label_selector
         if field_selector:
             kwargs["field_selector"] = field_selector
+        self.limiter.wait()
         try:
             if namespace:
                 result = self.custom.list_namespaced_custom_object(resource.group, resource.version, namespace,
@@ -162,15 +192,34 @@ class Cluster:
         kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER, "_request_timeout": REQUEST_TIMEOUT}
         if dry_run:
             kwargs["dry_run"] = "All"
+        self.limiter.wait()
         try:
             return self.custom.replace_namespaced_custom_object(resource.group, resource.version, namespace,
                                                                 resource.plural, name, writable(body), **kwargs)
         except Exception as exc:  # noqa: BLE001 - translated
             raise api_error(exc, f"updating {resource.describe(name)} in namespace {namespace}") from None
 
+    def apply(self, resource: Resource, body: dict, dry_run: bool = False) -> dict:
+        """Server-side apply of ``body`` (only the fields graylane sets) as field manager ``graylane``, taking
+        over fields another manager set (force). A ``metadata.resourceVersion`` in the body makes it
+        conditional (409 if stale), as for ``replace``."""
+        metadata = body.get("metadata") or {}
+        name, namespace = metadata.get("name"), metadata.get("namespace")
+        kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": True, "_request_timeout": REQUEST_TIMEOUT,
+                                  "_content_type": "application/apply-patch+yaml"}
+        if dry_run:
+            kwargs["dry_run"] = "All"
+        self.limiter.wait()
+        try:
+            return self.custom.patch_namespaced_custom_object(resource.group, resource.version, namespace,
+                                                              resource.plural, name, body, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - translated
+            raise api_error(exc, f"updating {resource.describe(name)} in namespace {namespace}") from None
+
     def replace_status(self, resource: Resource, body: dict) -> dict:
         metadata = body.get("metadata") or {}
         name, namespace = metadata.get("name"), metadata.get("namespace")
+        self.limiter.wait()
         try:
             return self.custom.replace_namespaced_custom_object_status(
                 resource.group, resource.version, namespace, resource.plural, name, writable(body),
@@ -182,6 +231,7 @@ class Cluster:
     def create(self, resource: Resource, body: dict) -> dict:
         metadata = body.get("metadata") or {}
         namespace = metadata.get("namespace") or self.default_namespace
+        self.limiter.wait()
         try:
             return self.custom.create_namespaced_custom_object(resource.group, resource.version, namespace,
                                                                resource.plural, body, field_manager=FIELD_MANAGER,
@@ -191,6 +241,7 @@ class Cluster:
                 from None
 
     def delete(self, resource: Resource, namespace: str, name: str) -> None:
+        self.limiter.wait()
         try:
             self.custom.delete_namespaced_custom_object(resource.group, resource.version, namespace,
                                                         resource.plural, name, _request_timeout=REQUEST_TIMEOUT)
@@ -200,6 +251,7 @@ class Cluster:
                 raise error from None
 
     def get_configmap(self, namespace: str, name: str) -> Optional[dict]:
+        self.limiter.wait()
         try:
             found = self.core.read_namespaced_config_map(name, namespace, _request_timeout=REQUEST_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - translated
@@ -254,4 +306,14 @@ def connect(kubeconfig: Optional[str] = None, context: Optional[str] = None) -> 
         # a file that is not a kubeconfig at all (binary, a YAML list, ...): the client fails in many ways
         raise ClusterError(f"kubeconfig {kubeconfig or 'from $KUBECONFIG'} is not a valid kubeconfig: "
                            f"{type(exc).__name__}") from None
-    return Cluster(client.ApiClient(configuration), namespace, where)
+    api_client = client.ApiClient(configuration)
+    api_client.user_agent = f"graylane/{version('graylane')}"
+    return Cluster(api_client, namespace, where)
+
+
+def version(package: str) -> str:
+    try:
+        from importlib.metadata import version as installed
+        return installed(package)
+    except Exception:  # noqa: BLE001 - a source checkout without metadata
+        return "dev"

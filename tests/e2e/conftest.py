@@ -19,6 +19,7 @@ import pytest
 sys.path.insert(
     0, str(Path(__file__).resolve().parent)
 )  # importable with or without __init__.py
+import clusterlib
 import kubeenv
 
 
@@ -62,3 +63,26 @@ def kube_namespace(kube_env: kubeenv.KubeEnv) -> Iterator[str]:
         except ApiException as exc:
             if exc.status != 404:  # the test may have deleted it already
                 raise
+
+
+@pytest.fixture
+def controllers(kube_env, tmp_path):
+    """Start controllers with ``start(namespace, *flags)``; each must stop cleanly (exit 0) on SIGTERM."""
+    started: list[clusterlib.Controller] = []
+
+    def start(namespace: str, *extra: str, env: dict | None = None, kubeconfig: Path | None = None
+              ) -> clusterlib.Controller:
+        controller = clusterlib.Controller(kube_env, namespace, tmp_path / f"controller-{len(started)}.log",
+                                           *extra, env=env, kubeconfig=kubeconfig)
+        started.append(controller)
+        return controller
+    yield start
+    for controller in started:
+        if controller.proc.poll() is None:
+            code = controller.terminate()
+            assert code == 0, f"controller did not stop cleanly ({code}):\n{controller.text()[-3000:]}"
+
+
+@pytest.fixture
+def kube(kube_env):
+    return clusterlib.Kube(kube_env)

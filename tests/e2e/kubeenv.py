@@ -41,6 +41,19 @@ CONTEXT = "graylane-e2e"
 ADMIN_USER = "graylane-admin"
 
 
+# Writes to graylane's kinds and Leases, at Metadata level: who (user agent) wrote what, and when. Tests
+# count writers in it (two controller replicas must never write at the same time).
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "Metadata", "verbs": ["create", "update", "patch", "delete"],
+         "resources": [{"group": "networking.istio.io"}, {"group": "rollouts.kruise.io"},
+                       {"group": "coordination.k8s.io", "resources": ["leases"]}]},
+        {"level": "None"},
+    ],
+}
+
+
 class KubeEnvError(RuntimeError):
     """The binaries could not be built or the control plane did not come up."""
 
@@ -96,6 +109,8 @@ class KubeEnv:
     context: str = CONTEXT
     pids: list[int] = field(default_factory=list)
     startup_seconds: float = 0.0
+    apiserver_argv: list[str] = field(default_factory=list)
+    audit_log: str = ""  # JSON lines: every write to graylane's kinds and Leases (AUDIT_POLICY)
 
     def api_client(self) -> Any:
         """A kubernetes.client.ApiClient bound to this env's kubeconfig/context."""
@@ -116,6 +131,23 @@ class KubeEnv:
                 "server returned a namespace without a name"
             )
             return meta.name
+
+    def stop_apiserver(self) -> None:
+        """Kill kube-apiserver (etcd keeps running): clients see connection refused until ``start_apiserver``."""
+        _kill_group(self.pids.pop())
+
+    def start_apiserver(self, timeout: float = 60.0) -> None:
+        """Start kube-apiserver again with the same flags (same port, certificates and etcd)."""
+        log = self.workdir / "kube-apiserver.log"
+        proc = _spawn(self.apiserver_argv, log, die_with_parent=True)
+        self.pids.append(proc.pid)
+        _wait_http(f"{self.server}/readyz", proc, log, timeout, ctx=ssl._create_unverified_context(),
+                   token=self.token)
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """Every audit event so far (see AUDIT_POLICY)."""
+        path = Path(self.audit_log)
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
     def stop(self, remove: bool = True) -> None:
         """Terminate the process groups (apiserver first), then drop the data dir."""
@@ -302,8 +334,10 @@ def start(
     die_with_parent: bool = True,
     timeout: float = 120.0,
     extra_apiserver_args: list[str] | None = None,
+    audit_policy: dict[str, Any] | None = None,
 ) -> KubeEnv:
-    """Build (if needed) and start etcd + kube-apiserver on free loopback ports, install CRDs."""
+    """Build (if needed) and start etcd + kube-apiserver on free loopback ports, install CRDs. The audit log
+    records ``audit_policy`` (default AUDIT_POLICY: writes to graylane's kinds and Leases)."""
     apiserver_bin, etcd_bin = build_binaries()
     t0 = time.monotonic()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="graylane-kube-"))
@@ -340,8 +374,10 @@ def start(
         tokens = workdir / "tokens.csv"
         tokens.write_text(f'{token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
         api_log = workdir / "kube-apiserver.log"
-        apiserver = _spawn(
-            [
+        policy_file = workdir / "audit-policy.yaml"
+        policy_file.write_text(yaml.safe_dump(audit_policy or AUDIT_POLICY))
+        env.audit_log = str(workdir / "audit.log")
+        env.apiserver_argv = [
                 str(apiserver_bin),
                 f"--etcd-servers={etcd_url}",
                 "--bind-address=127.0.0.1",
@@ -357,11 +393,12 @@ def start(
                 "--endpoint-reconciler-type=none",  # 127.0.0.1 is not a valid Endpoints address
                 "--profiling=false",
                 "--v=1",
+                f"--audit-policy-file={policy_file}",
+                f"--audit-log-path={env.audit_log}",
+                "--audit-log-mode=blocking",
                 *(extra_apiserver_args or []),
-            ],
-            api_log,
-            die_with_parent,
-        )
+            ]
+        apiserver = _spawn(env.apiserver_argv, api_log, die_with_parent)
         env.pids.append(apiserver.pid)
         ca = (
             certs / "apiserver.crt"

@@ -2,102 +2,16 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
-from clusterlib import ORIGINAL, SAMPLES, Kube, cluster_args, graylane_command, load, state, wait_for
+from clusterlib import (DEPLOY, ORIGINAL, TR_API, create_all, free_port, has_canary_rule,
+                        has_gray_subset, network_objects, phase, round_trip, routing, service_account_kubeconfig,
+                        start_as_deployed, state, stopped_cleanly, tr, wait_for)
 
 pytestmark = pytest.mark.e2e
 
-FULLLINK = SAMPLES / "fulllink"
-TR_API = "rollouts.kruise.io/v1alpha1"
-NETWORK = ("VirtualService", "DestinationRule")
-
-
-class Controller:
-    def __init__(self, kube_env, namespace: str, log: Path, *extra: str, env: dict | None = None):
-        self.log = log
-        argv = [*graylane_command(), "controller", *cluster_args(kube_env), "-n", namespace,
-                "--lease-duration", "3", "--drift-interval", "1", "--resync", "60", *extra]
-        self.handle = log.open("w")
-        self.proc = subprocess.Popen(argv, stdout=self.handle, stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, **(env or {})})
-
-    def text(self) -> str:
-        return self.log.read_text()
-
-    def terminate(self, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self.handle.close()
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-        self.handle.close()
-
-
-@pytest.fixture
-def controllers(kube_env, tmp_path):
-    """Start controllers with ``start(namespace, *flags)``; each must stop cleanly (exit 0) on SIGTERM."""
-    started: list[Controller] = []
-
-    def start(namespace: str, *extra: str, env: dict | None = None) -> Controller:
-        controller = Controller(kube_env, namespace, tmp_path / f"controller-{len(started)}.log", *extra, env=env)
-        started.append(controller)
-        return controller
-    yield start
-    for controller in started:
-        if controller.proc.poll() is None:
-            code = controller.terminate()
-            assert code == 0, f"controller did not stop cleanly ({code}):\n{controller.text()[-3000:]}"
-
-
-@pytest.fixture
-def kube(kube_env):
-    return Kube(kube_env)
-
-
-def network_objects(kube: Kube, namespace: str, *files: str) -> dict:
-    created = {}
-    for name in files:
-        for body in load(FULLLINK / name, namespace, NETWORK):
-            created[body["metadata"]["name"]] = kube.create(body)
-    return created
-
-
-def routing(namespace: str, name: str = "mocka-tr") -> dict:
-    return next(d for d in load(FULLLINK / "trafficrouting.yaml", namespace) if d["metadata"]["name"] == name)
-
-
-def tr(kube: Kube, namespace: str, name: str = "mocka-tr") -> dict | None:
-    return kube.get("TrafficRouting", namespace, name, TR_API)
-
-
-def has_canary_rule(vs: dict, value: str = "canary") -> bool:
-    first = vs["spec"]["http"][0]
-    return first.get("match") == [{"headers": {"my-request-id": {"exact": value}}}] \
-        and first["route"][0]["destination"].get("subset") == "canary"
-
-
-def has_gray_subset(dr: dict) -> bool:
-    return any(s["name"] == "canary" for s in dr["spec"]["subsets"])
-
-
-def phase(kube: Kube, namespace: str, name: str = "mocka-tr", generation: int | None = None):
-    body = tr(kube, namespace, name)
-    status = (body or {}).get("status") or {}
-    if generation is not None and status.get("observedGeneration") != generation:
-        return None
-    return status.get("phase")
 
 
 def test_reconciles_create_change_drift_empty_strategy_and_delete(kube, kube_namespace, controllers):
@@ -157,7 +71,7 @@ def test_failing_configmap_script_is_reported_and_reload_fixes_it(kube, kube_env
     core.create_namespaced_config_map(ns, {"metadata": {"name": "graylane-scripts"},
                                            "data": {key: 'error("boom from the configmap")'}})
     created = network_objects(kube, ns, "mocka.yaml")
-    controllers(ns, "--scripts-configmap", "graylane-scripts")
+    controllers(ns, "--scripts-configmap", f"{ns}/graylane-scripts")
     kube.create(routing(ns))
 
     def message():
@@ -217,7 +131,7 @@ def test_killed_between_writes_then_restarted_converges(kube, kube_namespace, co
         assert state(kube.get(created[name]["kind"], ns, name)) == state(created[name])
 
 
-def test_leader_election_and_label_selector(kube, kube_env, kube_namespace, controllers):
+def test_leader_election_and_label_selector(kube, kube_namespace, controllers):
     ns = kube_namespace
     network_objects(kube, ns, "mocka.yaml", "mockb.yaml")
     from kubernetes import client
@@ -254,38 +168,17 @@ def test_leader_election_and_label_selector(kube, kube_env, kube_namespace, cont
     assert "became the leader" in replicas[follower].text()
 
 
-def _create_all(api, path: Path) -> None:
-    """Create every manifest in the file (already existing objects are fine: the server is session-wide)."""
-    import yaml
-    from kubernetes import utils
-    for doc in yaml.safe_load_all(path.read_text()):
-        if not doc:
-            continue
-        try:
-            utils.create_from_dict(api, doc)
-        except utils.FailToCreateError as exc:
-            if any(getattr(e, "status", None) != 409 for e in exc.api_exceptions):
-                raise
-
-
-def test_deploy_manifests_grant_exactly_enough(kube, kube_env, kube_namespace, controllers, tmp_path):
+def test_deploy_manifests_grant_exactly_enough(kube, kube_env, kube_namespace, tmp_path):
     """deploy/controller applied to the real server; the controller runs with the ServiceAccount's own token
-    (RBAC enforced) exactly as the Deployment starts it, and does its whole job without a single 403."""
+    (RBAC enforced) exactly as the Deployment starts it, does its whole job without a single 403, and answers
+    the Deployment's probes."""
+    import urllib.request
+
     import yaml
     from kubernetes import client, config
-    deploy = Path(__file__).resolve().parents[2] / "deploy" / "controller"
     for name in ("namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "deployment.yaml"):
-        _create_all(kube.api, deploy / name)
-    core = client.CoreV1Api(kube.api)
-    token = core.create_namespaced_service_account_token(
-        "graylane-controller", "graylane-system", {"spec": {"expirationSeconds": 3600}}).status.token
-    admin = yaml.safe_load(Path(kube_env.kubeconfig).read_text())
-    kubeconfig = tmp_path / "sa-kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
-        "clusters": admin["clusters"], "users": [{"name": "sa", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": admin["clusters"][0]["name"], "user": "sa",
-                                                "namespace": "graylane-system"}}]}))
+        create_all(kube.api, DEPLOY / name)
+    kubeconfig = service_account_kubeconfig(kube, kube_env, tmp_path)
 
     with config.new_client_from_config(config_file=str(kubeconfig), context="sa") as sa_api:
         reviews = client.AuthorizationV1Api(sa_api)
@@ -294,9 +187,11 @@ def test_deploy_manifests_grant_exactly_enough(kube, kube_env, kube_namespace, c
             review = {"spec": {"resourceAttributes": {"verb": verb, "group": group, "resource": resource,
                                                       "namespace": namespace, "name": name}}}
             return reviews.create_self_subject_access_review(review).status.allowed
-        assert allowed("update", "networking.istio.io", "virtualservices")
+        assert allowed("patch", "networking.istio.io", "virtualservices")  # server-side apply
+        assert allowed("update", "networking.istio.io", "destinationrules")  # restore, roll back
         assert not allowed("delete", "networking.istio.io", "virtualservices")
-        assert not allowed("patch", "networking.istio.io", "destinationrules")
+        assert not allowed("create", "networking.istio.io", "destinationrules")
+        assert not allowed("patch", "rollouts.kruise.io", "trafficroutings")
         assert not allowed("get", "", "secrets")
         assert not allowed("get", "", "configmaps")  # only its own scripts ConfigMap
         assert allowed("get", "", "configmaps", "graylane-system", "graylane-scripts")
@@ -304,32 +199,27 @@ def test_deploy_manifests_grant_exactly_enough(kube, kube_env, kube_namespace, c
 
     ns = kube_namespace
     created = network_objects(kube, ns, "mocka.yaml")
+    core = client.CoreV1Api(kube.api)
     core.create_namespaced_config_map("graylane-system", {"metadata": {"name": "graylane-scripts"},
                                                           "data": {"unrelated": "x"}}) \
         if not core.list_namespaced_config_map("graylane-system",
                                                field_selector="metadata.name=graylane-scripts").items else None
-    deployment = yaml.safe_load((deploy / "deployment.yaml").read_text())
-    args = [a.replace("$(POD_NAME)", "rbac-test") for a in deployment["spec"]["template"]["spec"]["containers"][0]
-            ["args"]]
-    argv = [*graylane_command(), *args, "--kubeconfig", str(kubeconfig), "--lease-duration", "3"]
-    log = (tmp_path / "sa-controller.log").open("w")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, text=True)
+    container = yaml.safe_load((DEPLOY / "deployment.yaml").read_text())["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    port = free_port()
+    log = tmp_path / "sa-controller.log"
+    proc = start_as_deployed(kubeconfig, log, ("$(POD_NAME)", "rbac-test"),
+                             ("--health-port=8081", f"--health-port={port}"))
+
+    def probes_answer():
+        for path in ("healthz", "readyz"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/{path}", timeout=5) as response:
+                assert response.status == 200 and response.read() == b"ok\n"
     try:
-        body = routing(ns)
-        body["metadata"]["labels"] = {"graylane.io/controller": "enabled"}
-        kube.create(body)
-        wait_for(lambda: phase(kube, ns) == "Progressing", what="reconcile under the ServiceAccount")
-        kube.delete("TrafficRouting", ns, "mocka-tr", TR_API)
-        wait_for(lambda: tr(kube, ns) is None, what="restore and finalizer removal")
-        for name in ("vs-mocka", "dr-mocka"):
-            assert state(kube.get(created[name]["kind"], ns, name)) == state(created[name])
+        round_trip(kube, ns, created, probes_answer)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(30)
-        log.close()
-    text = (tmp_path / "sa-controller.log").read_text()
-    assert code == 0, text
-    assert "Forbidden" not in text and "403" not in text, text
+        text = stopped_cleanly(proc, log)
     assert "rbac-test became the leader (Lease graylane-system/graylane-controller)" in text
     assert "released Lease graylane-system/graylane-controller" in text
 
