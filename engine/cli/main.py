@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "engine.cli.color",
     "engine.cli.chain",
     "engine.cli.simulate",
+    "engine.cli.argocd",
 ]
 
 
