@@ -1,11 +1,11 @@
 """Semantic analyzers, each finding with a stable code (as istioctl analyze): ``analyze(documents)``.
 
 ``common`` holds the finding type, the code table and shared helpers; ``istio`` checks VirtualServices and
-DestinationRules, ``routing`` TrafficRoutings and Rollouts. Both import ``common``, never each other's caller.
+DestinationRules, ``routing`` TrafficRoutings and Rollouts, ``argo`` Argo Rollouts. Both import ``common``, never each other's caller.
 """
 from __future__ import annotations
 
-from engine.checks.analyzers import istio, routing
+from engine.checks.analyzers import argo, istio, routing
 from engine.checks.analyzers.common import (CODES, ERROR, WARNING, Code, Finding, describe, duplicate_objects,
                                             finding, path_of)
 from engine.documents import Document
@@ -21,4 +21,5 @@ def analyze(documents: list[Document]) -> list[Finding]:
         findings.extend(routing.analyze_document(document))
     findings.extend(istio.analyze_subsets(documents))
     findings.extend(routing.analyze_references(documents))
+    findings.extend(argo.analyze_references(documents))
     return findings
