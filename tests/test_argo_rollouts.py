@@ -160,3 +160,20 @@ def test_all_steps_writes_one_folder_per_step_with_deterministic_bytes(tmp_path:
 def test_all_steps_needs_output_dir():
     result = run_graylane("render", "-f", str(ARGO / "host-level"), "--all-steps")
     assert result.returncode == 1 and result.stdout == "" and "--output-dir" in result.stderr
+
+
+def test_cluster_mode_desired_state_is_the_rendered_step(tmp_path: Path):
+    """apply's offline part: from a live object (already at step 2) the desired state at step 5 is render's."""
+    from engine import inputs
+    from engine.documents import Document
+    from engine.lua.scripts import ScriptLibrary, builtin_layer
+    from engine.routing.argo.render import render_live
+    from engine.routing.render import Engine
+    from engine.routing.strategy import plan
+
+    documents = inputs.read_documents([str(ARGO / "header-mirror")])
+    rollout = next(d for d in documents if d.kind == "Rollout")
+    live = render("-f", str(ARGO / "header-mirror"), "--step", "2")["VirtualService/checkout"]
+    engine = Engine(ScriptLibrary([builtin_layer()]))
+    desired = render_live(plan(rollout, 5), Document(live, "cluster", 1), engine, None)
+    assert desired == render("-f", str(ARGO / "header-mirror"), "--step", "5")["VirtualService/checkout"]

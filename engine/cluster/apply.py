@@ -172,6 +172,9 @@ class Applier:
             original, _stored = original_of(live)
         except ValueError as exc:
             raise document.error(str(exc), f"metadata.annotations[{ORIGINAL_ANNOTATION}]") from None
+        if target.routing.argo is not None:  # an Argo Rollout: Argo's steps 1..N (engine.routing.argo)
+            from engine.routing.argo.render import render_live
+            return render_live(target.routing, document, self.engine, self._argo_dr_host(target), self.check)
         result = self.engine.run_network_script(resource_key(target.api_version, target.kind),
                                                 copy.deepcopy(original), target.strategy, target.stable_service,
                                                 target.canary_service)
@@ -179,6 +182,16 @@ class Applier:
         if self.check:
             self.check(document, body)
         return body
+
+    def _argo_dr_host(self, target: Target) -> Optional[str]:
+        """The live DestinationRule's host, where an Argo Rollout's header and mirror routes send requests."""
+        rule = target.routing.argo.destination_rule
+        if rule is None:
+            return None
+        live = self.cluster.get(self.cluster.resource("networking.istio.io/v1alpha3", "DestinationRule"),
+                                target.namespace, rule["name"])
+        spec = (live or {}).get("spec")
+        return str(spec.get("host") or "") if isinstance(spec, dict) else None
 
     def _backoff(self, attempt: int) -> None:
         delay = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** (attempt - 1)))

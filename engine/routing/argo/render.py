@@ -180,3 +180,22 @@ def _render_object(rollout: ArgoRollout, routing: RoutingPlan, document: Documen
 def _copy(original: OriginalState) -> tuple:
     import copy
     return copy.deepcopy(original.spec), dict(original.labels), dict(original.annotations)
+
+
+def render_live(routing: RoutingPlan, document: Document, engine: Engine, dr_host: Optional[str],
+                check: Optional[OutputCheck] = None) -> dict:
+    """Cluster mode's desired state of one live object (a VirtualService or the DestinationRule) of an Argo
+    Rollout at ``routing.step``: the same fold as render, from the object's stored original."""
+    rollout: ArgoRollout = routing.argo
+    hashes = PodHashes(engine.argo_hashes.get("canary"), engine.argo_hashes.get("stable"), "flags")
+    entry, where = None, "spec.strategy.canary.trafficRouting.istio.destinationRule"
+    if document.kind == "VirtualService":
+        found = [vs for vs in rollout.virtual_services if vs.name == document.name
+                 and (vs.namespace or rollout.namespace) in (None, document.namespace)]
+        if not found:
+            raise rollout.document.error(f"does not route VirtualService/{document.name}", "spec.strategy.canary")
+        entry, where = found[0].entry, found[0].field
+    elif not hashes.known:
+        return document.body
+    return _render_object(rollout, routing, document, entry, dr_host, rollout.steps[:routing.step], hashes, engine,
+                          where, check).body
