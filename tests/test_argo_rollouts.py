@@ -177,3 +177,23 @@ def test_cluster_mode_desired_state_is_the_rendered_step(tmp_path: Path):
     engine = Engine(ScriptLibrary([builtin_layer()]))
     desired = render_live(plan(rollout, 5), Document(live, "cluster", 1), engine, None)
     assert desired == render("-f", str(ARGO / "header-mirror"), "--step", "5")["VirtualService/checkout"]
+
+
+def test_new_argo_rollout_validates_and_renders(tmp_path: Path):
+    result = run_graylane("new", "argo-rollout", "rollout-example", "--workload", "Deployment/rollout-example",
+                          "--virtual-service", "rollout-vsvc", "--route", "primary", "--destination-rule",
+                          "rollout-destrule", "--steps", "5,50", "--header-route", "x-canary=yes")
+    assert result.returncode == 0, result.stderr
+    (tmp_path / "rollout.yaml").write_text(result.stdout)
+    network = str(ARGO / "subset-level" / "istio.yaml")
+    assert run_graylane("validate", "-f", str(tmp_path), "-f", network).returncode == 0
+    http = render("-f", str(tmp_path), "-f", network, "--step", "2")["VirtualService/rollout-vsvc"]["spec"]["http"]
+    assert [r["name"] for r in http] == ["canary-by-header", "primary"]
+    assert http[0]["route"] == [{"destination": {"host": "rollout-example", "subset": "canary"}, "weight": 100}]
+    assert weights(http[1]) == {"rollout-example/stable": 95, "rollout-example/canary": 5}
+
+
+def test_new_argo_rollout_needs_a_split():
+    result = run_graylane("new", "argo-rollout", "r", "--workload", "Deployment/r", "--virtual-service", "vs",
+                          "--steps", "5")
+    assert result.returncode == 1 and result.stdout == "" and "--destination-rule" in result.stderr
