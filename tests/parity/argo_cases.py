@@ -44,8 +44,8 @@ def _route(rng: random.Random, mode: str, port: int | None, extra: bool) -> list
     route = [stable, canary] if rng.random() < 0.7 else [canary, stable]
     if rng.random() < 0.03:  # Argo refuses a route without its canary (or stable) destination
         route.pop(rng.randrange(2))
-    if extra:
-        route.append(_destination(rng, "legacy", None, port, rng.choice([0, 10])))
+    if extra:  # another destination: Argo drops it when it has a weight (wherever it stands)
+        route.insert(rng.randrange(len(route) + 1), _destination(rng, "legacy", None, port, rng.choice([0, 10])))
     return route
 
 
@@ -53,7 +53,7 @@ def _virtual_service(rng: random.Random, name: str, namespace: str, mode: str) -
     """A VirtualService and the Rollout's entry for it."""
     port = rng.choice([None, None, 8080])
     named = rng.random() < 0.75
-    extra = rng.random() < 0.08
+    extra = rng.random() < 0.1
     primary: dict = {"route": _route(rng, mode, port, extra)}
     if named:
         primary = {"name": "primary", **primary}
