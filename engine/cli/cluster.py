@@ -1,6 +1,6 @@
 """``graylane apply``, ``graylane status``, ``graylane controller`` and the cluster mode of ``graylane restore``.
 
-``graylane restore`` works on files (offline, cmd_render) or on the cluster. It goes to the cluster when
+``graylane restore`` works on files (offline, engine/cli/render.py) or on the cluster. It goes to the cluster when
 ``--cluster`` is given, or when the inputs hold only TrafficRouting/Rollout documents (no network objects
 to restore offline). Anything else stays offline, as before. See README.md (cluster section).
 """
@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status_parser.set_defaults(handler=run_status)
 
     restore_parser = subparsers.choices.get("restore")
-    if restore_parser is not None:  # defined by cmd_render; the cluster mode is added here
+    if restore_parser is not None:  # defined by engine/cli/render.py; the cluster mode is added here
         restore_parser.description = (
             (restore_parser.description or "") + " Cluster mode (with --cluster, or when the inputs hold only "
             "TrafficRoutings/Rollouts): put every referenced object in the cluster back from the annotation and "
@@ -144,17 +144,18 @@ def diff(before: dict, after: dict, name: str) -> str:
 
 def run_apply(args: argparse.Namespace) -> int:
     from engine import inputs
-    from engine.routing.render import routing_plans
-    import engine.cli.render as cmd_render
+    from engine.checks.validate import check_rendered
+    from engine.cli.options import engine_from_args
     from engine.cluster.apply import Applier, targets_of
+    from engine.routing.render import routing_plans
     if args.step is not None and args.step < 1:
         raise InvalidInputError("--step is 1-based and must be at least 1")
     documents = _routing_documents(inputs.read_documents(args.filename), "apply")
     plans = routing_plans(documents, args.step)
-    engine = cmd_render.engine_from_args(args)
+    engine = engine_from_args(args)
     cluster = connect(args)
     dry_run = None if args.dry_run == "none" else args.dry_run
-    applier = Applier(cluster, engine, cmd_render.check_rendered, dry_run)
+    applier = Applier(cluster, engine, check_rendered, dry_run)
     report = applier.apply(targets_of(plans, cluster, args.namespace))
     return _print_outcomes(report, dry_run)
 
@@ -163,14 +164,14 @@ def run_restore(args: argparse.Namespace) -> int:
     from engine import inputs
     from engine.routing.render import routing_plans
     from engine.routing.strategy import is_routing_document
-    import engine.cli.render as cmd_render
+    from engine.cli.render import run_restore as restore_offline
     documents = inputs.read_documents(args.filename)
     cluster_mode = args.cluster or (bool(documents) and all(is_routing_document(d) for d in documents))
     if not cluster_mode:
         if args.kubeconfig or args.context or args.namespace:
             print("note: restoring offline (the inputs hold network objects); --kubeconfig/--context/--namespace "
                   "are ignored; pass --cluster to restore in the cluster", file=sys.stderr)
-        return cmd_render.run_restore(args, documents)
+        return restore_offline(args, documents)
     from engine.cluster.apply import Applier, targets_of
     plans = routing_plans(_routing_documents(documents, "restore --cluster"))
     cluster = connect(args)
