@@ -6,13 +6,15 @@ object's script once per step 1..N, each run seeing the previous run's output an
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Optional
 
 from engine.documents import Document
 from engine.errors import ScriptError
 from engine.lua.scripts import resource_key
-from engine.routing.argo.rollout import HASH_LABEL, ArgoRollout, ArgoStep
+from engine.routing.argo.rollout import (HASH_LABEL, ArgoRollout, ArgoStep, is_argo_rollout, read_rollout,
+                                         routes_with_istio)
 from engine.routing.render import Engine, OutputCheck, Rendered, find_object
 from engine.routing.script_input import (ORIGINAL_ANNOTATION, OriginalState, apply_result, build_argo_script_input,
                                          encode_original, original_of)
@@ -80,11 +82,9 @@ def pod_hashes(rollout: ArgoRollout, documents: list[Document], given: dict) -> 
 def hash_notes(documents: list[Document], engine: Engine) -> list[str]:
     """One note per subset-level Argo Rollout whose pod-template hashes are unknown (its subsets keep their
     labels, where Argo would write rollouts-pod-template-hash into them)."""
-    from engine.routing.strategy import is_routing_document
     notes = []
     for document in documents:
-        if is_routing_document(document) and document.group == "argoproj.io":
-            from engine.routing.argo.rollout import read_rollout
+        if is_argo_rollout(document) and routes_with_istio(document):
             rollout = read_rollout(document)
             if rollout.destination_rule and not pod_hashes(rollout, documents, engine.argo_hashes).known:
                 notes.append(f"note: {document.source}: document {document.index}: Rollout/{document.name}: no "
@@ -178,7 +178,6 @@ def _render_object(rollout: ArgoRollout, routing: RoutingPlan, document: Documen
 
 
 def _copy(original: OriginalState) -> tuple:
-    import copy
     return copy.deepcopy(original.spec), dict(original.labels), dict(original.annotations)
 
 
