@@ -104,6 +104,30 @@ def parse_documents(text: str, source: str) -> list[Document]:
     return documents
 
 
+# Kinds that live outside namespaces: -n never gives them one.
+CLUSTER_SCOPED_KINDS = {"Namespace", "Node", "PersistentVolume", "StorageClass", "CustomResourceDefinition",
+                        "ClusterRole", "ClusterRoleBinding", "PriorityClass", "IngressClass", "APIService",
+                        "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
+                        "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+
+
+def default_namespace(documents: list[Document], namespace: str) -> None:
+    """Give every namespaced document without ``metadata.namespace`` this one (kubectl's ``-n``), placed right
+    after ``metadata.name`` so output keeps a natural key order."""
+    for document in documents:
+        if document.namespace or document.kind in CLUSTER_SCOPED_KINDS:
+            continue
+        metadata = document.metadata
+        updated: dict = {}
+        for key, value in metadata.items():
+            if key != "namespace":
+                updated[key] = value
+            if key == "name":
+                updated["namespace"] = namespace
+        updated.setdefault("namespace", namespace)
+        document.body["metadata"] = updated
+
+
 def dump_yaml(objects: Iterable[Any]) -> str:
     """A YAML stream (``---`` between documents), ready for ``kubectl apply -f -``."""
     return "---\n".join(yaml.dump(obj, Dumper=_Dumper, sort_keys=False, allow_unicode=True,

@@ -43,10 +43,15 @@ class ScriptNotFoundError(GraylaneError):
 class ScriptError(GraylaneError):
     """A Lua script failed, ran out of time or memory, or returned something unusable."""
 
-    def __init__(self, script: str, message: str, line: Optional[int] = None, reason: str = "error"):
-        self.script, self.message, self.line, self.reason = script, message, line, reason
+    def __init__(self, script: str, message: str, line: Optional[int] = None, reason: str = "error",
+                 subject: Optional[str] = None):
+        self.script, self.message, self.line, self.reason, self.subject = script, message, line, reason, subject
         location = f"{script}:{line}" if line else script
-        super().__init__(f"script {location}: {message}")
+        super().__init__((f"{subject}: " if subject else "") + f"script {location}: {message}")
+
+    def about(self, subject: str) -> "ScriptError":
+        """The same error, naming the input the script ran on (``file: document N: Kind ns/name``)."""
+        return ScriptError(self.script, self.message, self.line, self.reason, subject)
 
 
 class ClusterError(GraylaneError):

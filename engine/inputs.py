@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
-from engine.documents import Document, parse_documents
+from engine.documents import Document, default_namespace, parse_documents
 from engine.errors import InvalidInputError
 from engine.lua.sandbox import DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT, LuaSandbox
 from engine.lua.scripts import (ScriptLayer, ScriptLibrary, builtin_layer, configmap_layer, directory_layer,
@@ -38,7 +38,9 @@ def manifest_files(path: str) -> list[str]:
     return found
 
 
-def read_documents(paths: Iterable[str]) -> list[Document]:
+def read_documents(paths: Iterable[str], namespace: Optional[str] = None) -> list[Document]:
+    """Every document of the files, directories or ``-`` given; ``namespace`` (``-n``) goes to those that name
+    none."""
     documents: list[Document] = []
     stdin_used = False
     for path in paths:
@@ -48,6 +50,8 @@ def read_documents(paths: Iterable[str]) -> list[Document]:
                     raise InvalidInputError("standard input can be read only once", source="-")
                 stdin_used = True
             documents.extend(parse_documents(read_text(file), "<stdin>" if file == "-" else file))
+    if namespace:
+        default_namespace(documents, namespace)
     return documents
 
 

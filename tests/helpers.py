@@ -25,3 +25,18 @@ def run_graylane(*args: str, input: str | None = None, cwd: Path | str | None = 
     return subprocess.run([*graylane_command(), *args], input=input, capture_output=True, text=True,
                           cwd=cwd or REPO, env=full_env, timeout=120)
 
+
+
+def installed_program(*names: str, package: str) -> str:
+    """A program the tests drive as a user would (chromium, kubectl), found on PATH. Missing, the test fails under
+    GRAYLANE_REQUIRE_E2E=1 (CI, whose .ci/run installs the Debian ``package``) and is skipped elsewhere."""
+    import pytest
+
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    message = f"no {names[0]} on PATH (Debian package {package}; .ci/run installs it)"
+    if os.environ.get("GRAYLANE_REQUIRE_E2E"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)

@@ -10,6 +10,7 @@ import yaml
 from helpers import SAMPLES, run_graylane
 
 FULLLINK_A = SAMPLES / "fulllink" / "mocka.yaml"
+FULLLINK_GRAY = SAMPLES / "fulllink" / "gray.yaml"  # the gray pods subset canary selects (render checks it)
 
 
 def docs(text: str) -> list[dict]:
@@ -37,8 +38,8 @@ def validate_clean(*files: Path, warnings: tuple[str, ...] = ()) -> None:
     assert [line.split()[1] for line in result.stdout.splitlines()] == list(warnings), result.stdout
 
 
-def render(*files: Path, step: int | None = None) -> dict:
-    args = [a for f in files for a in ("-f", str(f))] + (["--step", str(step)] if step else [])
+def render(*files: Path, step: int | None = None, flags: tuple[str, ...] = ()) -> dict:
+    args = [a for f in files for a in ("-f", str(f))] + (["--step", str(step)] if step else []) + list(flags)
     result = run_graylane("render", "-o", "json", *args)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -66,7 +67,7 @@ def test_trafficrouting_with_header_validates_and_renders(tmp_path: Path):
         {"type": "Exact", "name": "my-request-id", "value": "canary"}]}]}
     path = write(tmp_path, "tr.yaml", text)
     validate_clean(path, FULLLINK_A)
-    objects = render(path, FULLLINK_A)
+    objects = render(path, FULLLINK_A, FULLLINK_GRAY)
     first = objects["VirtualService/vs-mocka"]["spec"]["http"][0]
     assert first["match"] == [{"headers": {"my-request-id": {"exact": "canary"}}}]
     assert first["route"] == [{"destination": {"host": "mocka", "subset": "canary"}}]
@@ -85,7 +86,7 @@ def test_trafficrouting_or_matches_regex_query_and_header_modifier(tmp_path: Pat
     assert strategy["requestHeaderModifier"] == {"set": [{"name": "x-lane", "value": "gray"}], "remove": ["x-debug"]}
     path = write(tmp_path, "tr.yaml", text)
     validate_clean(path, FULLLINK_A)
-    http = render(path, FULLLINK_A)["VirtualService/vs-mocka"]["spec"]["http"]
+    http = render(path, FULLLINK_A, FULLLINK_GRAY)["VirtualService/vs-mocka"]["spec"]["http"]
     assert [rule.get("match") for rule in http] == [
         [{"headers": {"x-user": {"regex": "^(alice|bob)$"}}}], [{"queryParams": {"beta": {"exact": "1"}}}],
         [{"uri": {"prefix": "/beta"}}], None]
@@ -111,7 +112,11 @@ def test_trafficrouting_weight_and_full_api_version_ref(tmp_path: Path, reviews_
     path = write(tmp_path, "tr.json", text)
     # passes, but warns: a TrafficRouting routes to subset "canary" and no DestinationRule is referenced
     validate_clean(path, reviews_objects, warnings=("GL0304",))
-    route = render(path, reviews_objects)["VirtualService/reviews"]["spec"]["http"][0]["route"]
+    # render refuses it: subset "canary" is not defined anywhere, so every canary request would get 503
+    refused = run_graylane("render", "-f", str(path), "-f", str(reviews_objects))
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "[GL0402 RenderedSubsetUndefined]; --force renders it anyway" in refused.stderr
+    route = render(path, reviews_objects, flags=("--force",))["VirtualService/reviews"]["spec"]["http"][0]["route"]
     assert [r["weight"] for r in route] == [80, 20]
     # a TrafficRouting routes to a subset of the stable service
     assert route[1]["destination"]["host"] == "reviews.bookinfo.svc.cluster.local"

@@ -14,7 +14,7 @@ from helpers import SAMPLES, graylane_command, run_graylane
 
 ESC = "\x1b["
 # The Kruise part of the full-link sample (the directory also holds other engineers' FullLinkGray files).
-FULLLINK = [arg for name in ("gateway.yaml", "mocka.yaml", "mockb.yaml", "trafficrouting.yaml")
+FULLLINK = [arg for name in ("gateway.yaml", "mocka.yaml", "mockb.yaml", "gray.yaml", "trafficrouting.yaml")
             for arg in ("-f", f"samples/fulllink/{name}")]
 
 

@@ -77,8 +77,10 @@ def test_user_script_directory_wins_over_builtin(tmp_path: Path):
         'return {spec = spec, labels = obj.data.labels, annotations = obj.data.annotations}\n')
     for how in (["--lua-dir", str(tmp_path / "scripts")], []):
         env = None if how else {"GRAYLANE_LUA_PATH": str(tmp_path / "scripts")}
-        result = run_graylane("render", "-f", str(SAMPLES / "fulllink"), *how, env=env)
+        # --force: no pod of the sample is labelled track: gray, so render would refuse (GL0403) otherwise
+        result = run_graylane("render", "-f", str(SAMPLES / "fulllink"), "--force", *how, env=env)
         assert result.returncode == 0, result.stderr
+        assert "[GL0403 RenderedSubsetWithoutPods]" in result.stderr
         dr = by_name(docs(result.stdout))["DestinationRule/dr-mocka"]
         assert dr["spec"]["subsets"][-1]["labels"] == {"track": "gray"}
 
@@ -90,8 +92,10 @@ def test_configmap_scripts_in_kruise_key_format(tmp_path: Path):
         "metadata": {"name": "kruise-rollout-configuration", "namespace": "kruise-rollout"},
         "data": {"lua.traffic.routing.DestinationRule.networking.istio.io":
                  "obj.data.spec.host = 'from-configmap'\nreturn obj.data"}}))
-    result = run_graylane("render", "-f", str(SAMPLES / "fulllink"), "--lua-configmap", str(configmap))
+    # --force: the DestinationRules now name another host, so no DestinationRule defines subset canary (GL0402)
+    result = run_graylane("render", "-f", str(SAMPLES / "fulllink"), "--lua-configmap", str(configmap), "--force")
     assert result.returncode == 0, result.stderr
+    assert "[GL0402 RenderedSubsetUndefined]" in result.stderr
     assert by_name(docs(result.stdout))["DestinationRule/dr-mockb"]["spec"]["host"] == "from-configmap"
 
 

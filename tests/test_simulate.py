@@ -439,7 +439,9 @@ def test_propagate_everything():
 def test_expectations_cover_unreached_services():
     trace = run(sample("fulllink"), expect=["ghost=version=base", "default/mocka=version=base", "mockb.default=app=mockb"])
     assert [e.ok for e in trace.expectations] == [False, True, True]
-    assert trace.expectations[0].details == ["the request never reaches ghost"]
+    assert trace.expectations[0].details == [
+        "the request never reaches ghost; nothing in the call graph calls it: add --calls CALLER=ghost, a "
+        "graylane.io/calls annotation on the caller's Service, or the service to a FullLinkGray spec"]
     with pytest.raises(InvalidInputError):
         parse_expectation("mocka=version")
     check_expectations(trace, [])

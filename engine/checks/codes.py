@@ -49,6 +49,13 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("GL0304", "CanarySubsetUndefined", WARNING, "a TrafficRouting (or a Rollout with "
          "disableGenerateCanaryService) routes to the service's subset \"canary\", but no DestinationRule of the "
          "service is referenced or defines that subset (requests to it would fail with 503)"),
+    Code("GL0401", "LaneLeak", ERROR, "an http rule that routes to a service's canary (subset canary or gray, or a "
+         "*-canary host) catches requests that the rules after it would send to another service (or answer with "
+         "404, a redirect or a direct response)"),
+    Code("GL0402", "RenderedSubsetUndefined", ERROR, "render would route requests to a subset that no "
+         "DestinationRule among the inputs defines (every such request would get 503)"),
+    Code("GL0403", "RenderedSubsetWithoutPods", ERROR, "render would route requests to a subset that selects none "
+         "of the pods of the service's workloads among the inputs (503 no healthy upstream)"),
     Code("GL0601", "ArgoRolloutInvalid", ERROR, "an Argo Rollout's canary.trafficRouting.istio or steps break Argo's "
          "rules (virtualService or virtualServices, canaryService and stableService or a destinationRule, header and "
          "mirror routes listed in managedRoutes, setWeight from 0 to 100)"),

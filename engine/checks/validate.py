@@ -14,6 +14,7 @@ from jsonschema.exceptions import best_match
 
 from engine.checks.analyzers import CODES, ERROR, Finding, analyze, describe, finding, path_of
 from engine.checks.analyzers.istio import is_virtual_service, route_weights
+from engine.checks.analyzers.rendered import request_failures
 from engine.documents import Document
 from engine.errors import ValidationFailed
 from engine.checks.schemas import schema_for, validator_for
@@ -183,19 +184,32 @@ def _output_findings(document: Document) -> list[Finding]:
     return [f for f in merge([document], schema_findings(document), weights) if f.severity == ERROR]
 
 
-def check_rendered(document: Document, body: dict) -> None:
-    """Refuse a script's output that breaks the schema of its kind or the route-weight rules (GL0101/GL0102).
-
-    Raises :class:`ValidationFailed` naming the input file, document, object, field and code.
-    """
-    findings = _output_findings(Document(body, document.source, document.index))
-    if not findings:
-        return
+def _refusal(document: Document, findings: list[Finding], what: str, already: list[Finding],
+             hint: str = "") -> ValidationFailed:
     first = findings[0]
-    already = {(f.code, f.path, f.message) for f in _output_findings(document)}
-    note = " (the input object already has this problem)" if (first.code, first.path, first.message) in already \
-        else ""
+    note = " (the input object already has this problem)" \
+        if (first.code, first.path, first.message) in {(f.code, f.path, f.message) for f in already} else ""
     more = f" (and {len(findings) - 1} more problem{'s' if len(findings) > 2 else ''})" if len(findings) > 1 else ""
     where = f"{document.source}: document {document.index}: " + (f"{first.path}: " if first.path else "")
-    raise ValidationFailed(f"{where}the traffic-routing script's output for {describe(document)} is invalid: "
-                           f"{first.message} [{first.code} {CODES[first.code].name}]{note}{more}", findings)
+    return ValidationFailed(f"{where}the traffic-routing script's output for {describe(document)} {what}: "
+                            f"{first.message} [{first.code} {CODES[first.code].name}]{note}{more}{hint}", findings)
+
+
+def check_rendered(document: Document, body: dict, state: Optional[list[Document]] = None,
+                   force: bool = False) -> list[Finding]:
+    """Refuse a script's output that breaks the schema of its kind or the route-weight rules (GL0101/GL0102), or
+    that would fail requests (GL04xx: a lane leak; with ``state``, the inputs as rendered, also a route render
+    added to a subset no DestinationRule defines or that selects no pods).
+
+    Raises :class:`ValidationFailed` naming the input file, document, object, field and code. With ``force``,
+    requests-would-fail findings do not raise but come back, for the caller to show as warnings.
+    """
+    rendered = Document(body, document.source, document.index)
+    findings = _output_findings(rendered)
+    if findings:
+        raise _refusal(document, findings, "is invalid", _output_findings(document))
+    failures = request_failures(document, rendered, state)
+    if failures and not force:
+        raise _refusal(document, failures, "would fail requests", request_failures(document, document, None),
+                       "; --force renders it anyway")
+    return failures

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine.cli.options import filename_option, script_options
-from engine.cli.options import emit, engine_from_args
+from engine.cli.options import (emit, engine_from_args, filename_option, namespace_option, object_output_option,
+                                 read_inputs, script_options)
 from engine.errors import GraylaneError, InvalidInputError
 
 
@@ -24,15 +24,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--render", action="store_true",
                         help="also print the VirtualServices/DestinationRules the TrafficRoutings produce")
     parser.add_argument("--strict", action="store_true", help="warnings are errors (exit 1, nothing printed)")
-    parser.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    namespace_option(parser)
+    object_output_option(parser)
     script_options(parser)
     parser.set_defaults(handler=run_chain)
 
 
 def run_chain(args: argparse.Namespace) -> int:
-    from engine import inputs
     from engine.fulllink.chain import generate, is_fulllink, specs_of
-    documents = inputs.read_documents(args.filename)
+    documents = read_inputs(args)
     specs = specs_of(documents)
     if not specs:
         raise InvalidInputError("no FullLinkGray (graylane.io/v1alpha1) among the inputs")

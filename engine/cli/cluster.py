@@ -11,7 +11,8 @@ import difflib
 import sys
 from typing import TYPE_CHECKING, Optional
 
-from engine.cli.options import filename_option, script_options
+from engine.cli.options import (dry_run_option, filename_option, force_option, output_check, print_warnings,
+                                report_output_option, script_options)
 from engine.errors import GraylaneError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -36,9 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "All or nothing: if any object fails, the ones already changed are put back.")
     filename_option(apply_parser, help="file, directory or - (stdin) holding TrafficRoutings/Rollouts; repeatable")
     apply_parser.add_argument("--step", type=int, metavar="N", help="Rollout step, 1-based (default 1)")
-    apply_parser.add_argument("--dry-run", choices=("none", "client", "server"), default="none",
-                              help="client: print what would change, write nothing; server: send the updates "
-                                   "with dryRun=All so the API server validates them without persisting")
+    dry_run_option(apply_parser)
+    force_option(apply_parser)
     cluster_options(apply_parser)
     script_options(apply_parser)
     apply_parser.set_defaults(handler=run_apply)
@@ -49,9 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "names read from the cluster): whether an original is stored, and the canary weight, matches "
                     "and gray subset as they stand in the cluster.")
     status_parser.add_argument("names", nargs="*", metavar="TRAFFICROUTING",
-                               help="TrafficRouting names to read from the cluster")
+                               help="TrafficRouting names to read from the cluster (none and no -f: every "
+                                    "TrafficRouting of the namespace)")
     filename_option(status_parser, required=False)
-    status_parser.add_argument("-o", "--output", choices=("text", "yaml", "json"), default="text")
+    status_parser.add_argument("-A", "--all-namespaces", action="store_true",
+                               help="every TrafficRouting of every namespace")
+    report_output_option(status_parser, help="table (default; also 'text'; wide is the same), yaml or json")
     cluster_options(status_parser)
     status_parser.set_defaults(handler=run_status)
 
@@ -63,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "remove it; idempotent; objects already gone are reported and skipped.")
         restore_parser.add_argument("--cluster", action="store_true",
                                     help="restore the referenced objects in the cluster instead of printing them")
+        dry_run_option(restore_parser)
         cluster_options(restore_parser)
         restore_parser.set_defaults(handler=run_restore)
 
@@ -144,7 +148,6 @@ def diff(before: dict, after: dict, name: str) -> str:
 
 def run_apply(args: argparse.Namespace) -> int:
     from engine import inputs
-    from engine.checks.validate import check_rendered
     from engine.cli.options import engine_from_args
     from engine.cluster.apply import Applier, targets_of
     from engine.routing.render import routing_plans
@@ -155,8 +158,9 @@ def run_apply(args: argparse.Namespace) -> int:
     engine = engine_from_args(args)
     cluster = connect(args)
     dry_run = None if args.dry_run == "none" else args.dry_run
-    applier = Applier(cluster, engine, check_rendered, dry_run)
+    applier = Applier(cluster, engine, output_check(args), dry_run)
     report = applier.apply(targets_of(plans, cluster, args.namespace))
+    print_warnings(applier.warnings)
     return _print_outcomes(report, dry_run)
 
 
@@ -175,8 +179,9 @@ def run_restore(args: argparse.Namespace) -> int:
     from engine.cluster.apply import Applier, targets_of
     plans = routing_plans(_routing_documents(documents, "restore --cluster"))
     cluster = connect(args)
-    report = Applier(cluster).restore(targets_of(plans, cluster, args.namespace))
-    return _print_outcomes(report, None)
+    dry_run = None if args.dry_run == "none" else args.dry_run
+    report = Applier(cluster, dry_run=dry_run).restore(targets_of(plans, cluster, args.namespace))
+    return _print_outcomes(report, dry_run)
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -185,18 +190,28 @@ def run_status(args: argparse.Namespace) -> int:
     from engine.routing.render import routing_plans
     from engine.cluster.apply import Applier, targets_of
     from engine.cluster.client import TRAFFIC_ROUTING
-    if not args.names and not args.filename:
-        raise InvalidInputError("give TrafficRouting names or -f FILE")
+    from engine.routing.names import did_you_mean
+    if args.all_namespaces and (args.names or args.filename or args.namespace):
+        raise InvalidInputError("-A lists every namespace: give no names, -f or -n with it")
     documents = _routing_documents(inputs.read_documents(args.filename), "status") if args.filename else []
     cluster = connect(args)
-    if args.names:
-        resource = cluster.resource(TRAFFIC_ROUTING[0], TRAFFIC_ROUTING[1])
-        namespace = args.namespace or cluster.default_namespace
-        for name in args.names:
-            body = cluster.get(resource, namespace, name)
-            if body is None:
-                raise GraylaneError(f"TrafficRouting {name} not found in namespace {namespace}")
-            documents.append(Document(body, f"cluster {namespace}/trafficrouting/{name}", 1))
+    resource = cluster.resource(TRAFFIC_ROUTING[0], TRAFFIC_ROUTING[1])
+    namespace = None if args.all_namespaces else args.namespace or cluster.default_namespace
+    for name in args.names:
+        body = cluster.get(resource, namespace, name)
+        if body is None:
+            known = [(item.get("metadata") or {}).get("name", "") for item in cluster.list(resource, namespace)]
+            raise GraylaneError(f"TrafficRouting {name} not found in namespace {namespace}"
+                                + did_you_mean(name, known))
+        documents.append(Document(body, f"cluster {namespace}/trafficrouting/{name}", 1))
+    if not args.names and not args.filename:
+        for body in cluster.list(resource, namespace):
+            metadata = body.get("metadata") or {}
+            documents.append(Document(body, f"cluster {metadata.get('namespace')}/trafficrouting/"
+                                            f"{metadata.get('name')}", 1))
+        if not documents:
+            where = "any namespace" if namespace is None else f"namespace {namespace}"
+            raise GraylaneError(f"no TrafficRouting in {where}")
     rows = Applier(cluster).status(targets_of(routing_plans(documents), cluster, args.namespace))
     if args.output == "json":
         sys.stdout.write(dump_json(rows))

@@ -5,8 +5,7 @@ import argparse
 from typing import TYPE_CHECKING
 import sys
 
-from engine.cli.options import filename_option
-from engine.cli.options import emit
+from engine.cli.options import emit, filename_option, object_output_option
 from engine.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -14,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from engine.fulllink.color import DEFAULT_BASE_VALUE, DEFAULT_LANE_VALUE, DEFAULT_NAMESPACE, DEFAULT_SALT
+    from engine.fulllink.defaults import DEFAULT_BASE_VALUE, DEFAULT_LANE_VALUE, DEFAULT_NAMESPACE, DEFAULT_SALT
     parser = subparsers.add_parser(
         "color", help="generate the coloring EnvoyFilter (Lua) that puts requests into a lane at the gateway",
         description="Generate a networking.istio.io/v1alpha3 EnvoyFilter that inserts an envoy.filters.http.lua "
@@ -48,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="gateway pod label for workloadSelector (repeatable; default istio=ingressgateway; "
                              "--selector '' for none)")
     parser.add_argument("--lua", action="store_true", help="print only the Lua code")
-    parser.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    object_output_option(parser)
     parser.set_defaults(handler=run_color)
 
 

@@ -1,12 +1,22 @@
-"""The ``graylane`` command: parses arguments, calls the engine, prints. Nothing else lives here."""
+"""The ``graylane`` command: parses arguments, calls the engine, prints. Nothing else lives here.
+
+Exit statuses (the README's table): 0 success; 1 an error graylane reports (bad input, a script failure, a
+cluster error, validation errors); 2 a usage mistake (unknown command or flag, a flag without its value, a
+value outside its choices); 3 a ``simulate --expect`` that does not hold. ``diff`` follows diff(1): 1 means
+"something would change" and every error is 2.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
 import sys
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 from engine.errors import GraylaneError
+
+USAGE_ERROR = 2
 
 # Each module adds its subcommands with register(subparsers); a handler returns the exit status.
 # Command modules import the wings inside their handlers, so building the parser stays cheap.
@@ -20,24 +30,76 @@ COMMAND_MODULES = [
     "engine.cli.color",
     "engine.cli.chain",
     "engine.cli.simulate",
+    "engine.cli.about",     # version, completion
     "engine.cli.argocd",
 ]
 
+_INVALID_CHOICE = re.compile(r"argument (?P<argument>[^:]+): invalid choice: '(?P<value>[^']*)' "
+                             r"\(choose from (?P<choices>.*)\)")
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="graylane",
+
+class Parser(argparse.ArgumentParser):
+    """argparse with graylane's usage errors: one line on stderr, exit status 2, with a suggestion for a
+    near-miss command, choice or flag."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"error: {self.prog}: {self._explain(message)} (see '{self.prog} --help')\n")
+
+    def _explain(self, message: str) -> str:
+        from engine.routing.names import did_you_mean
+
+        invalid = _INVALID_CHOICE.fullmatch(message)
+        if invalid:
+            choices = [c.strip().strip("'") for c in invalid["choices"].split(",")]
+            what = "command" if invalid["argument"] in ("COMMAND", "KIND") else f"value for {invalid['argument']}"
+            return f"unknown {what} '{invalid['value']}'{did_you_mean(invalid['value'], choices)}"
+        if message.startswith("unrecognized arguments: "):
+            flags = [word for word in message.split(": ", 1)[1].split() if word.startswith("-")]
+            known = [option for action in self._actions for option in action.option_strings]
+            hint = did_you_mean(flags[0].split("=", 1)[0], known) if flags else ""
+            return message + hint
+        return message
+
+
+def build_parser(prog: str = "graylane") -> argparse.ArgumentParser:
+    from engine.cli.about import VersionAction
+
+    parser = Parser(
+        prog=prog,
         description="Kruise-compatible traffic routing for Istio gray releases: render, validate, color, "
-                    "simulate and apply.")
+                    "simulate and apply.",
+        epilog="exit status: 0 success, 1 error, 2 usage mistake, 3 a simulate --expect does not hold "
+               "(diff: 1 differences, 2 any error)")
+    parser.add_argument("--version", action=VersionAction, help="print graylane's, Python's and Lua's versions")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _unknown_flag_parser(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The subcommand's parser when ``argv`` names one (its flags are the candidates for a suggestion)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for word in argv:
+                if word in action.choices:
+                    return _unknown_flag_parser(action.choices[word], argv[argv.index(word) + 1:])
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: str = "graylane") -> int:
+    parser = build_parser(prog)
+    if "_ARGCOMPLETE" in os.environ:  # a shell asks for completions (graylane completion SHELL)
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            _unknown_flag_parser(parser, argv).error("unrecognized arguments: " + " ".join(extras))
+    except SystemExit as exit_:  # --help, --version, usage mistakes
+        return exit_.code if isinstance(exit_.code, int) else USAGE_ERROR
     try:
         return int(args.handler(args) or 0)
     except GraylaneError as error:
@@ -48,6 +110,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+
+
+def kubectl_plugin() -> int:
+    """``kubectl graylane ...``: kubectl finds the ``kubectl-graylane`` command on PATH and runs it."""
+    return main(prog="kubectl graylane")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from engine.cli.options import emit, object_output_option
+from engine.errors import InvalidInputError
+
 
 def _match_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("matches (ANDed into one match; --or makes each its own match)")
@@ -30,7 +33,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="network object to route, e.g. VirtualService/reviews, DestinationRule/reviews or "
                              "networking.istio.io/v1/VirtualService/reviews (repeatable)")
     parser.add_argument("-n", "--namespace", metavar="NS")
-    parser.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    object_output_option(parser)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -102,9 +105,9 @@ def _modifier(args: argparse.Namespace):
 
 
 def _emit(obj: dict, output: str, comment: str = "") -> None:
-    from engine.documents import dump_json, dump_yaml
-    text = dump_json([obj]) if output == "json" else comment + dump_yaml([obj])
-    sys.stdout.write(text)
+    if output == "yaml" and comment:
+        sys.stdout.write(comment)
+    emit([obj], output)
 
 
 def run_new_trafficrouting(args: argparse.Namespace) -> int:
@@ -126,6 +129,9 @@ def run_new_rollout_steps(args: argparse.Namespace) -> int:
         _emit(authoring.rollout(name, args.workload, canary, args.namespace), args.output)
     else:
         authoring.namespace(args.namespace)
+        if args.output == "name":
+            raise InvalidInputError("-o name needs --workload: without it the output is a part of a Rollout, "
+                                    "not an object with a name")
         _emit({"canary": canary}, args.output,
               "# spec.strategy.canary of a rollouts.kruise.io/v1beta1 Rollout (paste under spec.strategy)\n")
     return 0

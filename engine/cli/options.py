@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable, Optional
 
 if TYPE_CHECKING:
-    from engine.routing.render import Engine
+    from engine.routing.render import Engine, OutputCheck
 
 
 def filename_option(parser: argparse.ArgumentParser, required: bool = True,
@@ -47,6 +47,89 @@ def engine_from_args(args: argparse.Namespace) -> "Engine":
 
 
 def emit(objects: list[dict], output: str) -> None:
+    """Print objects as ``-o`` asks: yaml, json or name."""
+    if output == "name":
+        sys.stdout.write("".join(object_name(body) + "\n" for body in objects))
+        return
     from engine.documents import dump_json, dump_yaml
 
     sys.stdout.write(dump_json(objects) if output == "json" else dump_yaml(objects))
+
+
+# ------------------------------------------------------------------------------ conventions (as kubectl's)
+
+OBJECT_OUTPUTS = ("yaml", "json", "name")
+REPORT_OUTPUTS = ("table", "wide", "json", "yaml")
+
+
+def namespace_option(parser: argparse.ArgumentParser,
+                     help: str = "namespace of the input objects that name none (as kubectl's -n)",
+                     default: Optional[str] = None) -> None:
+    """``-n/--namespace``: the default namespace for objects that give none."""
+    parser.add_argument("-n", "--namespace", metavar="NS", default=default, help=help)
+
+
+def object_output_option(parser: argparse.ArgumentParser) -> None:
+    """``-o yaml|json|name`` for commands that print Kubernetes objects."""
+    parser.add_argument("-o", "--output", choices=OBJECT_OUTPUTS, default="yaml",
+                        help="yaml (default), json (several objects: a kind: List), or name: one "
+                             "kind.group/name line per object, as kubectl -o name")
+
+
+def _report_format(value: str) -> str:
+    return "table" if value == "text" else value  # "text", the older name of the table format, still works
+
+
+def report_output_option(parser: argparse.ArgumentParser, extra: tuple = (), help: str = "") -> None:
+    """``-o table|wide|json|yaml`` (plus ``extra``, e.g. html) for commands that print a report."""
+    choices = REPORT_OUTPUTS + tuple(extra)
+    parser.add_argument("-o", "--output", choices=choices, default="table", type=_report_format,
+                        help=help or "table (default, for people; also 'text'), wide (more columns), json or yaml")
+
+
+def dry_run_option(parser: argparse.ArgumentParser) -> None:
+    """``--dry-run[=client|server|none]``: alone it means client, as in kubectl."""
+    parser.add_argument("--dry-run", nargs="?", const="client", default="none", choices=("none", "client", "server"),
+                        help="client (what --dry-run alone means): show what would change, write nothing; server: "
+                             "send the writes with dryRun=All, so the API server checks them without persisting")
+
+
+def read_inputs(args: argparse.Namespace) -> list:
+    """The documents of ``-f``, with ``-n`` as the namespace of those that give none."""
+    from engine import inputs
+
+    return inputs.read_documents(args.filename, getattr(args, "namespace", None))
+
+
+def object_name(body: dict) -> str:
+    """``kind.group/name`` as ``kubectl -o name`` prints it (``service/x`` for the core group)."""
+    api_version = str(body.get("apiVersion", ""))
+    group = api_version.split("/", 1)[0] if "/" in api_version else ""
+    kind = str(body.get("kind", "")).lower()
+    name = (body.get("metadata") or {}).get("name", "") if isinstance(body.get("metadata"), dict) else ""
+    return f"{kind}.{group}/{name}" if group else f"{kind}/{name}"
+def force_option(parser: argparse.ArgumentParser) -> None:
+    """--force: render (or apply) a result that would fail requests, with the problems as warnings on stderr."""
+    parser.add_argument("--force", action="store_true",
+                        help="go on when the result would fail requests (a lane that catches other services' "
+                             "requests, a subset no DestinationRule defines or that selects no pods); the problems "
+                             "are printed as warnings on stderr")
+
+
+def output_check(args: argparse.Namespace) -> "OutputCheck":
+    """The check every command runs on scripts' output (``--force`` lets requests-would-fail results through)."""
+    from functools import partial
+
+    from engine.checks.validate import check_rendered
+
+    return partial(check_rendered, force=bool(getattr(args, "force", False)))
+
+
+def print_warnings(findings: Iterable) -> None:
+    """Findings the output check let through, one line each on stderr (never on stdout), without repeats."""
+    from engine.checks.codes import CODES
+
+    lines = (f"warning: {f.source}: document {f.document}: " + (f"{f.path}: " if f.path else "")
+             + f"{f.message} [{f.code} {CODES[f.code].name if f.code in CODES else ''}]" for f in findings)
+    for line in dict.fromkeys(lines):
+        print(line, file=sys.stderr)

@@ -7,8 +7,8 @@ import json
 import os
 import sys
 
-from engine.cli.options import filename_option, script_options
-from engine.cli.options import engine_from_args
+from engine.cli.options import (engine_from_args, filename_option, force_option, namespace_option, output_check,
+                                print_warnings, read_inputs, report_output_option, script_options)
 from engine.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -28,9 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "which matches go to the canary) and a unified diff of each object against its original.")
     filename_option(plan_parser)
     plan_parser.add_argument("--step", type=int, metavar="N", help="only this step of each Rollout (1-based)")
-    plan_parser.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table",
-                             help="table (default), or the full objects of every step as yaml or json")
+    namespace_option(plan_parser)
+    report_output_option(plan_parser, extra=("html",),
+                         help="table (default), wide (the OTHER column always), the full objects of every step as "
+                              "yaml or json, or html: one self-contained page with a chart of every step")
     _color_option(plan_parser)
+    force_option(plan_parser)
     script_options(plan_parser)
     plan_parser.set_defaults(handler=run_plan)
 
@@ -40,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "status: 0 nothing would change, 1 something would, 2 error.")
     filename_option(diff_parser)
     diff_parser.add_argument("--step", type=int, metavar="N", help="Rollout step, 1-based (default 1)")
+    namespace_option(diff_parser)
     _color_option(diff_parser)
+    force_option(diff_parser)
     script_options(diff_parser)
     diff_parser.set_defaults(handler=run_diff, error_exit_code=2)
 
@@ -62,14 +67,14 @@ def _check_step(step) -> None:
 
 
 def run_diff(args: argparse.Namespace) -> int:
-    from engine import inputs
-    from engine.checks.validate import check_rendered
     from engine.routing.plan import colorize_diff, kubectl_diff
     from engine.routing.render import render
     args.error_exit_code = 2
     _check_step(args.step)
-    documents = inputs.read_documents(args.filename)
-    text = kubectl_diff(render(documents, engine_from_args(args), args.step, check_rendered))
+    documents = read_inputs(args)
+    rendered = render(documents, engine_from_args(args), args.step, output_check(args))
+    print_warnings(w for item in rendered for w in item.warnings)
+    text = kubectl_diff(rendered)
     sys.stdout.write(colorize_diff(text) if use_color(args.color) else text)
     return 1 if text else 0
 
@@ -86,17 +91,11 @@ def _routing_title(plan: StepPlan) -> str:
     return f"{routing.kind} {name} ({routing.source}#{routing.index}{steps})"
 
 
-def format_table(plans: list[StepPlan], color: bool) -> str:
-    from engine.routing.plan import StepPlan, colorize_diff, describe_strategy, percent
-    groups: list[list[StepPlan]] = []
-    for plan in plans:
-        if groups and groups[-1][0].routing is plan.routing:
-            groups[-1].append(plan)
-        else:
-            groups.append([plan])
+def format_table(plans: list[StepPlan], color: bool, wide: bool = False) -> str:
+    from engine.routing.plan import colorize_diff, describe_strategy, group_by_routing, percent
     out = []
-    for group in groups:
-        show_other = any(s.other for p in group for s in p.splits)
+    for group in group_by_routing(plans):
+        show_other = wide or any(s.other for p in group for s in p.splits)
         rows = [["STEP", "STRATEGY", "OBJECT", "RULE", "MATCH", "STABLE", "CANARY"] + (["OTHER"] if show_other else [])]
         for plan in group:
             step = f"{plan.step}/{plan.step_count}" if plan.step is not None else "-"
@@ -124,18 +123,22 @@ def format_table(plans: list[StepPlan], color: bool) -> str:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from engine import inputs
-    from engine.checks.validate import check_rendered
     from engine.documents import dump_yaml
+    from engine.progress import Progress
     from engine.routing.plan import plan_steps
     _check_step(args.step)
-    documents = inputs.read_documents(args.filename)
-    plans = plan_steps(documents, engine_from_args(args), check_rendered, args.step)
+    documents = read_inputs(args)
+    with Progress("planning steps") as progress:
+        plans = plan_steps(documents, engine_from_args(args), output_check(args), args.step, progress.advance)
+    print_warnings(w for plan in plans for change in plan.changes for w in change.rendered.warnings)
     if args.output == "json":
         text = json.dumps([p.to_dict() for p in plans], indent=2, ensure_ascii=False) + "\n"
     elif args.output == "yaml":
         text = dump_yaml([p.to_dict() for p in plans])
+    elif args.output == "html":
+        from engine.routing.plan_picture import plan_html
+        text = plan_html(plans)
     else:
-        text = format_table(plans, use_color(args.color))
+        text = format_table(plans, use_color(args.color), wide=args.output == "wide")
     sys.stdout.write(text)
     return 0

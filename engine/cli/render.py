@@ -5,7 +5,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Optional
 
-from engine.cli.options import emit, engine_from_args, filename_option, script_options
+from engine.cli.options import (emit, engine_from_args, filename_option, force_option, namespace_option,
+                                object_output_option, output_check, print_warnings, read_inputs, script_options)
 from engine.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -20,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "in rollouts.kruise.io/original-spec-configuration, ready for kubectl apply -f -.")
     filename_option(render_parser)
     render_parser.add_argument("--step", type=int, metavar="N", help="Rollout step, 1-based (default 1)")
-    render_parser.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    namespace_option(render_parser)
+    object_output_option(render_parser)
+    force_option(render_parser)
     render_parser.add_argument("--all-steps", action="store_true",
                                help="render every step (with --output-dir: one folder per step)")
     render_parser.add_argument("--output-dir", metavar="DIR",
@@ -34,37 +37,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Print every object that carries rollouts.kruise.io/original-spec-configuration as it was "
                     "before rendering.")
     filename_option(restore_parser)
-    restore_parser.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    object_output_option(restore_parser)
     restore_parser.set_defaults(handler=run_restore)
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from engine import inputs
-    from engine.checks.validate import check_rendered
     from engine.routing.render import render
     from engine.routing.argo.render import hash_notes
     if args.step is not None and args.step < 1:
         raise InvalidInputError("--step is 1-based and must be at least 1")
     if args.all_steps != bool(args.output_dir) or (args.all_steps and args.step is not None):
         raise InvalidInputError("--all-steps and --output-dir go together (and without --step)")
-    documents = inputs.read_documents(args.filename)
+    documents = read_inputs(args)
     engine = engine_from_args(args)
     if args.all_steps:
-        return _write_all_steps(documents, engine, args.output_dir)
-    rendered = render(documents, engine, args.step, check_rendered)
+        return _write_all_steps(documents, engine, args.output_dir, output_check(args))
+    rendered = render(documents, engine, args.step, output_check(args))
+    print_warnings(w for item in rendered for w in item.warnings)
     for note in hash_notes(documents, engine):
         print(note, file=sys.stderr)
     emit([item.body for item in rendered], args.output)
     return 0
 
 
-def _write_all_steps(documents: list[Document], engine, output_dir: str) -> int:
+def _write_all_steps(documents: list[Document], engine, output_dir: str, check) -> int:
     import re
     import shutil
     from pathlib import Path
-    from engine.checks.validate import check_rendered
     from engine.routing.steps import render_all_steps, step_files
-    files = step_files(render_all_steps(documents, engine, check_rendered))
+    files = step_files(render_all_steps(documents, engine, check))
     root = Path(output_dir)
     if root.exists() and not root.is_dir():
         raise InvalidInputError(f"--output-dir {output_dir}: not a directory")

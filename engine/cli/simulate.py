@@ -5,8 +5,7 @@ import argparse
 import json
 import sys
 
-from engine.cli.options import filename_option, script_options
-from engine.cli.options import engine_from_args
+from engine.cli.options import engine_from_args, filename_option, namespace_option, report_output_option, script_options
 from engine.errors import GraylaneError, InvalidInputError
 
 EXPECTATION_FAILED = 3
@@ -31,8 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
                         help="a request header (repeatable)")
     parser.add_argument("--expect", action="append", default=[], metavar="SERVICE=LABEL=VALUE",
-                        help="every request reaching SERVICE must be served by pods with LABEL=VALUE (repeatable); "
-                             "exit 3 otherwise")
+                        help="every request reaching SERVICE must be served by pods with LABEL=VALUE; or no-leak "
+                             "(no-leak=SERVICE): no lane (of SERVICE) captures another service's traffic "
+                             "(repeatable); exit 3 otherwise")
     parser.add_argument("--calls", action="append", default=[], metavar="SERVICE=CALLEE[,CALLEE]",
                         help="SERVICE calls CALLEE (a service, ns/service or an http:// URL of one); replaces "
                              "SERVICE's calls from specs and annotations (repeatable)")
@@ -46,14 +46,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="namespace of the ingress gateway pods (default istio-system)")
     parser.add_argument("--gateway-label", action="append", default=[], metavar="KEY=VALUE",
                         help="another label of the gateway pods, for EnvoyFilter workloadSelectors (repeatable)")
-    parser.add_argument("-n", "--namespace", default="default", metavar="NS",
-                        help="namespace of objects that name none (default: default)")
+    namespace_option(parser, default="default", help="namespace of objects that name none (default: default)")
     parser.add_argument("--no-render", action="store_true",
                         help="simulate the objects as given, without rendering TrafficRoutings first")
     parser.add_argument("--step", type=int, metavar="N", help="Rollout step to render, 1-based (default 1)")
+    parser.add_argument("--max-hops", type=int, metavar="N", help="follow calls at most N hops deep (default 32)")
     parser.add_argument("--rollout-pods", action="store_true",
                         help="add the canary pods Kruise Rollouts with patchPodTemplateMetadata would create")
-    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    report_output_option(parser, extra=("html",),
+                         help="table (default; also 'text'; wide is the same): the trace for people; json or yaml: "
+                              "the trace as data; html: one self-contained page with a picture of the call chain")
     script_options(parser)
     parser.set_defaults(handler=run_simulate)
 
@@ -94,6 +96,10 @@ def run_simulate(args: argparse.Namespace) -> int:
                       gateway_labels=_labels(args.gateway_label, "--gateway-label"),
                       calls=_calls(args.calls, args.namespace), propagate=[p.lower() for p in args.propagate],
                       rollout_pods=args.rollout_pods)
+    if args.max_hops is not None:
+        if args.max_hops < 1:
+            raise InvalidInputError("--max-hops must be at least 1")
+        options.max_hops = args.max_hops
     documents = inputs.read_documents(args.filename)
     rendered: list = []
     if not args.no_render:
@@ -106,6 +112,12 @@ def run_simulate(args: argparse.Namespace) -> int:
     trace.rendered = rendered
     if args.output == "json":
         sys.stdout.write(json.dumps(to_data(trace), indent=2, ensure_ascii=False) + "\n")
+    elif args.output == "yaml":
+        from engine.documents import dump_yaml
+        sys.stdout.write(dump_yaml([to_data(trace)]))
+    elif args.output == "html":
+        from engine.fulllink.picture import gray_selectors, simulate_html
+        sys.stdout.write(simulate_html(trace, gray_selectors(documents)))
     else:
         sys.stdout.write(text(trace))
     return 0 if trace.ok else EXPECTATION_FAILED

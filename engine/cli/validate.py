@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from engine.cli.options import filename_option
+from engine.cli.options import filename_option, namespace_option, read_inputs, report_output_option
 from engine.errors import InvalidInputError
 
 
@@ -20,8 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "there are errors (warnings too with --strict).",
         epilog=f"codes: {codes}")
     filename_option(parser)
-    parser.add_argument("-o", "--output", choices=("text", "json"), default="text",
-                        help="text (default): one line per finding; json: a list of findings")
+    namespace_option(parser)
+    report_output_option(parser, help="table (default; also 'text'): one line per finding; wide: the same with "
+                                      "the check's name and the object; json or yaml: a list of findings")
     parser.add_argument("--strict", action="store_true", help="warnings fail too (exit 1)")
     parser.add_argument("--ignore", action="append", default=[], metavar="CODE",
                         help="leave out findings with this code (repeatable, or comma-separated)")
@@ -39,29 +40,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from engine import inputs
     from engine.checks.codes import CODES
     from engine.checks.validate import has_errors, validate_documents
     ignore = [code.strip() for item in args.ignore for code in item.split(",") if code.strip()]
     unknown = [code for code in ignore if code.upper() not in CODES]
     if unknown:
         raise InvalidInputError(f"--ignore: unknown code(s) {', '.join(unknown)}; known: {', '.join(CODES)}")
-    documents = inputs.read_documents(args.filename)
+    documents = read_inputs(args)
     if not documents:
         raise InvalidInputError("no Kubernetes objects in the inputs")
     findings = validate_documents(documents, ignore)
     failed = has_errors(findings, args.strict)
     if args.output == "json":
         sys.stdout.write(json.dumps([f.to_dict() for f in findings], indent=2, ensure_ascii=False) + "\n")
+    elif args.output == "yaml":
+        from engine.documents import dump_yaml
+        sys.stdout.write(dump_yaml([[f.to_dict() for f in findings]]))
     else:
         if findings:
-            sys.stdout.write("".join(f.line() + "\n" for f in findings))
+            sys.stdout.write("".join(_wide(f) if args.output == "wide" else f.line() + "\n" for f in findings))
         errors = sum(1 for f in findings if f.severity == "error")
         warnings = len(findings) - errors
         summary = (f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}"
                    if findings else "no problems found")
         print(f"{summary} in {len(documents)} document{'s' if len(documents) != 1 else ''}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _wide(finding) -> str:
+    """The table line with the check's name and the object: ``error GL0101 WeightSum ... (VirtualService ns/x)``."""
+    check = finding.to_dict()["check"]
+    line = finding.line().replace(f" {finding.code} ", f" {finding.code} {check} ", 1)
+    return line + (f" ({finding.object})" if finding.object else "") + "\n"
 
 
 def run_schema(args: argparse.Namespace) -> int:

@@ -154,6 +154,7 @@ class Applier:
         self.cluster, self.engine, self.check, self.dry_run = cluster, engine, check, dry_run
         self.max_attempts = max_attempts
         self.on_write = on_write  # told about every object this call wrote (the controller tracks them)
+        self.warnings: list = []  # findings the output check let through (--force), for the caller to show
         self.writing = writing or (lambda target: contextlib.nullcontext())  # held around each write
 
     # -- shared -------------------------------------------------------------------------------------------
@@ -180,7 +181,7 @@ class Applier:
                                                 target.canary_service)
         body = apply_result(live, result.spec, result.labels, result.annotations, encode_original(original))
         if self.check:
-            self.check(document, body)
+            self.warnings.extend(self.check(document, body) or [])
         return body
 
     def _argo_dr_host(self, target: Target) -> Optional[str]:

@@ -15,17 +15,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from engine.fulllink.defaults import (DEFAULT_BASE_VALUE, DEFAULT_LANE_VALUE, DEFAULT_NAMESPACE,  # noqa: F401
+                                     DEFAULT_SALT, DEFAULT_SELECTOR)
 from engine.fulllink.color_regex import LUA_MATCHER, RegexError, lua_program
 
 LUA_FILTER_NAME = "envoy.filters.http.lua"
 LUA_TYPE_URL = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
 ROUTER_FILTER = "envoy.filters.http.router"
-DEFAULT_SELECTOR = {"istio": "ingressgateway"}
-DEFAULT_NAMESPACE = "istio-system"
-DEFAULT_LANE_VALUE = "canary"
-DEFAULT_BASE_VALUE = "base"
-DEFAULT_SALT = "graylane"
 LANE_HEADER_ANNOTATION = "graylane.io/lane-header"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "graylane"}
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Optional
 
-import re2  # type: ignore[import-untyped]
 
 try:  # Python 3.11+
     from re import _constants as C  # type: ignore[attr-defined]
@@ -284,15 +283,16 @@ class _Program:
             self.code[pc][slot] = target
 
 
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False
-
-
 @lru_cache(maxsize=512)
 def re2_compile(pattern: str):
-    """The RE2 expression (what Envoy runs for Istio's ``regex`` matches); RegexError when invalid."""
+    """The RE2 expression (what Envoy runs for Istio's ``regex`` matches); RegexError when invalid.
+    re2 is imported on first use: commands that never match a regex start faster."""
+    import re2  # type: ignore[import-untyped]
+
+    options = re2.Options()
+    options.log_errors = False
     try:
-        return re2.compile(pattern, _RE2_OPTIONS)
+        return re2.compile(pattern, options)
     except Exception as exc:  # re2.error carries the message as bytes
         detail = exc.args[0] if exc.args else exc
         if isinstance(detail, bytes):

@@ -170,3 +170,9 @@ def _lua_tostring(value: Any) -> str:
 def stderr_printer(prefix: str) -> Callable[[str], None]:
     """A print() target for scripts that keeps stdout clean for YAML output."""
     return lambda line: print(f"{prefix}{line}", file=sys.stderr)
+
+
+def lua_version() -> str:
+    """The Lua that runs traffic-routing scripts, as it names itself, and the lupa module embedding it."""
+    runtime = lua51.LuaRuntime(register_eval=False, register_builtins=False)
+    return f"{runtime.eval('_VERSION')} ({lua51.__name__})"

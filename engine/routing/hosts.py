@@ -16,6 +16,7 @@ Public API (also used by the simulator)::
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Optional
 
 CLUSTER_DOMAIN = "cluster.local"
@@ -27,6 +28,13 @@ def service_key(host: str, default_namespace: Optional[str] = None) -> tuple[str
     Recognised service forms: ``name``, ``name.ns``, ``name.ns.svc`` and ``name.ns.svc.<cluster domain>``.
     Other hosts (external names, wildcards) come back whole, lower-cased, with namespace None.
     """
+    if isinstance(host, str) and (default_namespace is None or isinstance(default_namespace, str)):
+        return _service_key(host, default_namespace)  # memoised: the simulator asks for the same hosts often
+    return _service_key.__wrapped__(host, default_namespace)
+
+
+@lru_cache(maxsize=65536)
+def _service_key(host: str, default_namespace: Optional[str]) -> tuple[str, Optional[str]]:
     text = str(host or "").strip().lower().rstrip(".")
     if not text or "*" in text:
         return text, None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from engine.fields import list_or_empty as as_list
 from engine.fields import map_or_empty as as_map
@@ -20,6 +20,7 @@ from engine.routing.strategy import (NO_ROUTING, RouteTarget, TrafficStrategy, i
                                     step_count)
 
 PROTOCOLS = ("http", "tcp", "tls")
+CANARY_SUBSET = "canary"  # the subset Kruise's and graylane's scripts route a subset-level canary to
 
 
 @dataclass
@@ -69,6 +70,17 @@ class StepPlan:
             "split": [s.to_dict() for s in self.splits],
             "objects": [c.rendered.body for c in self.changes],
         }
+
+
+def group_by_routing(plans: list[StepPlan]) -> list[list[StepPlan]]:
+    """Consecutive plans of one TrafficRouting or Rollout together (its steps, in order)."""
+    groups: list[list[StepPlan]] = []
+    for plan in plans:
+        if groups and groups[-1][0].routing is plan.routing:
+            groups[-1].append(plan)
+        else:
+            groups.append([plan])
+    return groups
 
 
 def _number(value: float) -> Any:
@@ -207,8 +219,10 @@ def rule_splits(rendered: Rendered) -> list[RuleSplit]:
         if subset_level:
             if not same_service(host, target.stable_service, namespace):
                 return "other"
+            if destination.get("subset") == CANARY_SUBSET:  # also when the original already lists it
+                return "canary"
             key = (service_key(host, namespace), destination.get("subset"))
-            return "stable" if key in known else "canary"
+            return "stable" if key in known else "canary"  # a subset some other script routes the canary to
         if same_service(host, target.canary_service, namespace):
             return "canary"
         return "stable" if same_service(host, target.stable_service, namespace) else "other"
@@ -304,10 +318,10 @@ def _object_change(rendered: Rendered, label: str) -> ObjectChange:
 
 
 def plan_steps(documents: list[Document], engine: Engine, check: Optional[OutputCheck] = None,
-               only_step: Optional[int] = None) -> list[StepPlan]:
+               only_step: Optional[int] = None, progress: Optional[Callable[[str], None]] = None) -> list[StepPlan]:
     """Every step of every Rollout (one plan per TrafficRouting), rendered on the other input objects.
 
-    ``only_step`` keeps just that step of each Rollout.
+    ``only_step`` keeps just that step of each Rollout; ``progress`` is told each step planned (for people).
     """
     routings = [d for d in documents if is_routing_document(d)]
     others = [d for d in documents if not is_routing_document(d)]
@@ -327,6 +341,8 @@ def plan_steps(documents: list[Document], engine: Engine, check: Optional[Output
                 result.splits.extend(rule_splits(item))
                 result.changes.append(_object_change(item, result.label))
             plans.append(result)
+            if progress:
+                progress(f"{routing.describe()} {result.label}")
     return plans
 
 

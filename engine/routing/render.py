@@ -16,8 +16,11 @@ from engine.routing.script_input import (ORIGINAL_ANNOTATION, OriginalState, app
                            build_script_input, encode_original, original_of, restore_body)
 from engine.lua.scripts import ScriptLibrary, ingress_key, resource_key
 from engine.routing.strategy import NO_ROUTING, RoutingPlan, TrafficStrategy, is_routing_document, plan
+from engine.routing.names import did_you_mean
 
-OutputCheck = Callable[[Document, dict], None]
+#: Checks a script's output: (input object, rendered body, every input as rendered or None) -> the findings to
+#: show as warnings; raises to refuse it. ``engine.checks.validate.check_rendered`` is the one graylane uses.
+OutputCheck = Callable[..., Optional[list]]
 
 
 @dataclass
@@ -84,6 +87,7 @@ class Rendered:
     body: dict
     plan: RoutingPlan
     changed: bool
+    warnings: list = field(default_factory=list)  # what the output check let through (findings)
 
 
 def find_object(documents: list[Document], api_version: str, kind: str, name: str,
@@ -106,15 +110,40 @@ def routing_plans(documents: list[Document], step: Optional[int] = None) -> list
     return plans
 
 
+def rendered_documents(documents: list[Document], rendered: list[Rendered]) -> list[Document]:
+    """``documents`` with every object render changed replaced by its rendered form (same file and position)."""
+    replaced = {id(item.source): item.body for item in rendered if not _is_new(item)}
+    return [Document(replaced[id(d)], d.source, d.index) if id(d) in replaced else d for d in documents]
+
+
+def _is_new(item: Rendered) -> bool:
+    """An object render creates (a canary Ingress), rather than the input object it changed."""
+    return (item.body.get("metadata") or {}).get("name") != item.source.name
+
+
 def render(documents: list[Document], engine: Engine, step: Optional[int] = None,
            check: Optional[OutputCheck] = None) -> list[Rendered]:
-    """Every network object referenced by the TrafficRoutings/Rollouts in ``documents``, mutated."""
+    """Every network object referenced by the TrafficRoutings/Rollouts in ``documents``, mutated.
+
+    ``check`` runs on each changed input object once everything is rendered, so it can judge an object against
+    the others as rendered (a VirtualService against the DestinationRule that gains the canary subset).
+    """
+    rendered = _render_all(documents, engine, step)
+    if check:
+        state = rendered_documents(documents, rendered)
+        for item in rendered:
+            if not _is_new(item):
+                item.warnings = list(check(item.source, item.body, state) or [])
+    return rendered
+
+
+def _render_all(documents: list[Document], engine: Engine, step: Optional[int]) -> list[Rendered]:
     rendered: list[Rendered] = []
     claimed: dict[int, RoutingPlan] = {}
     for routing in routing_plans(documents, step):
         if routing.argo is not None:
             from engine.routing.argo.render import render_rollout
-            rendered.extend(render_rollout(routing, documents, engine, claimed, check))
+            rendered.extend(render_rollout(routing, documents, engine, claimed))
             continue
         namespace = routing.document.namespace
         for target in routing.targets:
@@ -122,7 +151,8 @@ def render(documents: list[Document], engine: Engine, step: Optional[int] = None
                 found = find_object(documents, ref.api_version, ref.kind, ref.name, namespace)
                 if found is None:
                     raise routing.document.error(
-                        f"references {ref.kind}/{ref.name} ({ref.api_version}), which is not among the inputs",
+                        f"references {ref.kind}/{ref.name} ({ref.api_version}), which is not among the inputs"
+                        + did_you_mean(ref.name, [d.name for d in documents if d.kind == ref.kind]),
                         ref.field)
                 if id(found) in claimed:
                     raise routing.document.error(
@@ -130,23 +160,25 @@ def render(documents: list[Document], engine: Engine, step: Optional[int] = None
                         "one object can follow only one routing", ref.field)
                 claimed[id(found)] = routing
                 rendered.append(render_object(found, routing.strategy, target.stable_service,
-                                              target.canary_service, engine, routing, check))
+                                              target.canary_service, engine, routing))
             if target.ingress:
                 rendered.append(render_canary_ingress(documents, routing, target.ingress, target, engine))
     return rendered
 
 
 def render_object(document: Document, strategy: TrafficStrategy, stable_service: str, canary_service: str,
-                  engine: Engine, routing: RoutingPlan, check: Optional[OutputCheck] = None) -> Rendered:
+                  engine: Engine, routing: RoutingPlan) -> Rendered:
     try:
         original, _stored = original_of(document.body)
     except ValueError as exc:
         raise document.error(str(exc), f"metadata.annotations[{ORIGINAL_ANNOTATION}]") from None
     key = resource_key(document.api_version, document.kind)
-    result = engine.run_network_script(key, copy.deepcopy(original), strategy, stable_service, canary_service)
+    try:
+        result = engine.run_network_script(key, copy.deepcopy(original), strategy, stable_service, canary_service)
+    except ScriptError as error:
+        name = f"{document.namespace}/{document.name}" if document.namespace else document.name
+        raise error.about(f"{document.source}: document {document.index}: {document.kind} {name}") from None
     body = apply_result(document.body, result.spec, result.labels, result.annotations, encode_original(original))
-    if check:
-        check(document, body)
     return Rendered(document, body, routing, body != document.body)
 
 
@@ -157,7 +189,8 @@ def render_canary_ingress(documents: list[Document], routing: RoutingPlan, ingre
     name = ingress["name"]
     stable = find_object(documents, "networking.k8s.io/v1", "Ingress", name, routing.document.namespace)
     if stable is None:
-        raise routing.document.error(f"references Ingress/{name}, which is not among the inputs",
+        raise routing.document.error(f"references Ingress/{name}, which is not among the inputs"
+                                     + did_you_mean(name, [d.name for d in documents if d.kind == "Ingress"]),
                                      f"{target.field}.ingress.name")
     canary_name = f"{name}-canary"
     existing = find_object(documents, "networking.k8s.io/v1", "Ingress", canary_name, routing.document.namespace)

@@ -82,7 +82,7 @@ build_apiserver() {
 }
 
 start=$SECONDS
-if [[ ! -x "$ETCD" ]]; then log "building etcd $ETCD_VERSION"; (build_etcd); fi
-if [[ ! -x "$APISERVER" ]]; then log "building kube-apiserver $K8S_VERSION"; (build_apiserver); fi
+if [[ ! -x "$ETCD" ]]; then log "building etcd $ETCD_VERSION from its Go module (a first, cold build takes minutes)"; (build_etcd); fi
+if [[ ! -x "$APISERVER" ]]; then log "building kube-apiserver $K8S_VERSION from its Go module (a first, cold build takes about 5 minutes on 2 cores)"; (build_apiserver); fi
 log "done in $((SECONDS - start))s: $(du -h "$APISERVER" "$ETCD" | tr '\n\t' '  ')"
 report

@@ -1,11 +1,13 @@
 """Semantic analyzers, each finding with a stable code (as istioctl analyze): ``analyze(documents)``.
 
 ``common`` holds the finding type, the code table and shared helpers; ``istio`` checks VirtualServices and
-DestinationRules, ``routing`` TrafficRoutings and Rollouts, ``argo`` Argo Rollouts. Both import ``common``, never each other's caller.
+DestinationRules, ``lanes`` lane rules that catch other services' requests, ``routing`` TrafficRoutings and
+Rollouts, ``argo`` Argo Rollouts; ``rendered`` what render refuses because requests would fail. They import ``common`` (and the ones
+below them), never this package.
 """
 from __future__ import annotations
 
-from engine.checks.analyzers import argo, istio, routing
+from engine.checks.analyzers import argo, istio, lanes, routing
 from engine.checks.analyzers.common import (CODES, ERROR, WARNING, Code, Finding, describe, duplicate_objects,
                                             finding, path_of)
 from engine.documents import Document
@@ -18,6 +20,7 @@ def analyze(documents: list[Document]) -> list[Finding]:
     findings = duplicate_objects(documents)
     for document in documents:
         findings.extend(istio.analyze_document(document))
+        findings.extend(lanes.lane_leaks(document))
         findings.extend(routing.analyze_document(document))
     findings.extend(istio.analyze_subsets(documents))
     findings.extend(routing.analyze_references(documents))

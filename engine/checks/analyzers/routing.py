@@ -9,6 +9,7 @@ from engine.checks.analyzers.common import (KRUISE, Finding, as_list, as_map, fi
 from engine.checks.analyzers.istio import destinations, is_destination_rule, is_virtual_service, rule_covers_host
 from engine.documents import Document
 from engine.routing.hosts import service_key
+from engine.routing.names import did_you_mean
 from engine.routing.strategy import HEADER_TYPES, MAX_MATCHES, PATH_TYPES
 
 _PERCENT = re.compile(r"^\s*(\d+)\s*%\s*$")
@@ -157,6 +158,7 @@ def analyze_references(documents: list[Document]) -> list[Finding]:
                 if not found:
                     findings.append(finding("GL0301", document, ref_path,
                                             f"{kind}/{name} ({api_version}) is not among the inputs"
+                                            + did_you_mean(name, [d.name for d in candidates if d.kind == kind])
                                             + _near_misses(candidates, kind, name)))
                     continue
                 if not isinstance(service, str) or not service:

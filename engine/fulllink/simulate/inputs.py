@@ -9,8 +9,9 @@ from engine.fulllink.color import LANE_HEADER_ANNOTATION
 from engine.documents import Document
 from engine.errors import InvalidInputError
 from engine.routing.hosts import service_key
-from engine.routing.render import Engine, render
-from engine.fulllink.simulate.mesh import Mesh, Workload, labels_of, selects
+from engine.routing.render import Engine, render, rendered_documents
+from engine.checks.workloads import labels_of, rollout_canary_workloads, selects
+from engine.fulllink.simulate.mesh import Mesh
 from engine.routing.argo.rollout import is_argo_rollout, routes_with_istio
 from engine.routing.strategy import is_rollout, is_traffic_routing
 
@@ -29,8 +30,7 @@ def rendered_state(documents: list, engine: Engine, step: Optional[int] = None) 
         return documents, []
     others = [d for d in documents if not (is_traffic_routing(d) or is_rollout(d) or is_argo_rollout(d))]
     rendered = render(routings + others, engine, step)
-    replaced = {id(item.source): item.body for item in rendered}
-    result = [Document(replaced[id(d)], d.source, d.index) if id(d) in replaced else d for d in documents]
+    result = rendered_documents(documents, rendered)
     names = [f"{item.source.kind} {item.source.namespace or 'default'}/{item.source.name}" for item in rendered]
     return result, names
 
@@ -149,19 +149,4 @@ def _all_matches(body: Any):
 
 def rollout_workloads(documents: list, mesh: Mesh) -> list:
     """The canary pods of Kruise Rollouts with patchPodTemplateMetadata, as extra workloads."""
-    extra = []
-    for document in documents:
-        if not is_rollout(document):
-            continue
-        spec = document.body.get("spec") or {}
-        ref = spec.get("workloadRef") or (spec.get("objectRef") or {}).get("workloadRef") or {}
-        canary = ((spec.get("strategy") or {}).get("canary") or {})
-        labels = labels_of((canary.get("patchPodTemplateMetadata") or {}).get("labels"))
-        namespace = mesh.ns(document)
-        base = next((w for w in mesh.workloads if w.kind == ref.get("kind") and w.name == ref.get("name")
-                     and w.namespace == namespace), None)
-        if base is None or not labels:
-            continue
-        extra.append(Workload(base.kind, f"{base.name}-canary", namespace, {**base.labels, **labels}, 1, None,
-                              f"canary pods of Rollout {namespace}/{document.name}"))
-    return extra
+    return rollout_canary_workloads(documents, mesh.workloads, mesh.namespace)

@@ -6,41 +6,21 @@ Host names use :mod:`engine.routing.hosts` (short, namespaced and FQDN forms of 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 from urllib.parse import unquote_plus
 
 from engine.fulllink.color import LUA_TYPE_URL
 from engine.fulllink.color_regex import RegexError, re2_compile
 from engine.documents import Document
 from engine.fulllink.envoy import HttpRequest
+from engine.checks.workloads import Workload, is_workload, labels_of, selects, workload_of  # noqa: F401 (re-exported)
 from engine.routing.hosts import fqdn, host_matches, is_service_host, service_key
 
-WORKLOAD_KINDS = {
-    ("apps", "Deployment"), ("apps", "StatefulSet"), ("apps", "DaemonSet"), ("apps", "ReplicaSet"),
-    ("", "ReplicationController"), ("apps.kruise.io", "CloneSet"), ("apps.kruise.io", "StatefulSet"),
-    ("argoproj.io", "Rollout"), ("", "Pod"),
-}
 ISTIO = "networking.istio.io"
 LUA_V2_TYPE = "type.googleapis.com/envoy.config.filter.http.lua.v2.Lua"
 LUA_NAMES = ("envoy.filters.http.lua", "envoy.lua")
 DEFAULT_INSTALL_LABELS = {("istio", "ingressgateway"): {"app": "istio-ingressgateway"},
                           ("istio", "egressgateway"): {"app": "istio-egressgateway"}}
-
-
-@dataclass
-class Workload:
-    """Pods of one workload: their labels and how many run (``synthetic``: pods a Rollout would create)."""
-
-    kind: str
-    name: str
-    namespace: str
-    labels: dict
-    replicas: int
-    document: Optional[Document] = None
-    synthetic: Optional[str] = None
-
-    def describe(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}"
 
 
 @dataclass
@@ -61,14 +41,6 @@ class LuaPatch:
     notes: list
 
 
-def labels_of(value: Any) -> dict:
-    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
-
-
-def selects(selector: dict, labels: dict) -> bool:
-    return all(labels.get(key) == value for key, value in selector.items())
-
-
 class Mesh:
     """An index of the input documents (namespaces default to ``namespace``)."""
 
@@ -85,7 +57,7 @@ class Mesh:
             key = (document.group, document.kind)
             if key == ("", "Service"):
                 self.services[(self.ns(document), document.name)] = document
-            elif key in WORKLOAD_KINDS:
+            elif is_workload(document):
                 self.workloads.append(workload_of(document, self.ns(document)))
             elif document.group == ISTIO and document.kind == "VirtualService":
                 self.virtual_services.append(document)
@@ -95,6 +67,10 @@ class Mesh:
                 self.gateways.append(document)
             elif document.group == ISTIO and document.kind == "EnvoyFilter":
                 self.envoy_filters.append(document)
+        self._by_label: dict = {}  # workloads by (namespace, (label, value)), for pods()
+        self._indexed = -1
+        self._mesh_index: Optional[HostIndex] = None
+        self._rule_index: Optional[HostIndex] = None
 
     def ns(self, document: Document) -> str:
         return document.namespace or self.namespace
@@ -115,8 +91,19 @@ class Mesh:
         return self.services.get((namespace, name))
 
     def pods(self, namespace: str, selector: dict, subset_labels: dict) -> list:
-        return [w for w in self.workloads
-                if w.namespace == namespace and selects(selector, w.labels) and selects(subset_labels, w.labels)]
+        if self._indexed != len(self.workloads):  # workloads are only ever added (--rollout-pods)
+            self._by_label = {}
+            for workload in self.workloads:
+                for label in workload.labels.items():
+                    self._by_label.setdefault((workload.namespace, label), []).append(workload)
+            self._indexed = len(self.workloads)
+        if any(selector.get(key, value) != value for key, value in subset_labels.items()):
+            return []  # the subset asks for another value of a label the selector fixes
+        wanted = {**selector, **subset_labels}
+        if not wanted:
+            return [w for w in self.workloads if w.namespace == namespace]
+        label = next(iter(wanted.items()))
+        return [w for w in self._by_label.get((namespace, label), []) if selects(wanted, w.labels)]
 
     # ------------------------------------------------------------------ gateways
 
@@ -207,8 +194,17 @@ class Mesh:
 
     def virtual_services_for(self, host: str, context: RouteContext) -> list:
         """VirtualServices bound to ``context`` for ``host``, most specific host first."""
+        candidates = self.virtual_services
+        if context.gateways == {"mesh"}:  # a sidecar: only mesh-bound ones, looked up by service
+            if self._mesh_index is None:
+                self._mesh_index = HostIndex(
+                    (d, str(h), self.ns(d)) for d in self.virtual_services
+                    if "mesh" in {_gateway_key(g, self.ns(d)) for g in (d.body.get("spec") or {}).get("gateways")
+                                  or ["mesh"]}
+                    for h in (d.body.get("spec") or {}).get("hosts") or [])
+            candidates = self._mesh_index.candidates(host, context.namespace)
         found = []
-        for document in self.virtual_services:
+        for document in candidates:
             spec = document.body.get("spec") or {}
             namespace = self.ns(document)
             bound = {_gateway_key(g, namespace) for g in spec.get("gateways") or ["mesh"]}
@@ -228,8 +224,11 @@ class Mesh:
                              service_namespace: str) -> tuple[Optional[Document], list]:
         """The DestinationRule Istio uses for a host (client namespace, then the service's, then the root);
         notes when several compete."""
+        if self._rule_index is None:
+            self._rule_index = HostIndex((d, str((d.body.get("spec") or {}).get("host") or ""), self.ns(d))
+                                         for d in self.destination_rules)
         candidates = []
-        for document in self.destination_rules:
+        for document in self._rule_index.candidates(service_fqdn, service_namespace):
             host = str((document.body.get("spec") or {}).get("host") or "")
             namespace = self.ns(document)
             if not host or not host_matches(fqdn(host, namespace) if is_service_host(host) else host,
@@ -248,16 +247,22 @@ class Mesh:
         return (candidates[0][1] if candidates else None), notes
 
 
-def workload_of(document: Document, namespace: str) -> Workload:
-    spec = document.body.get("spec") or {}
-    if document.kind == "Pod":
-        labels, replicas = labels_of(document.metadata.get("labels")), 1
-    else:
-        labels = labels_of(((spec.get("template") or {}).get("metadata") or {}).get("labels"))
-        replicas = spec.get("replicas", 1)
-        if document.kind == "DaemonSet" or not isinstance(replicas, int) or isinstance(replicas, bool):
-            replicas = 1
-    return Workload(document.kind, document.name, namespace, labels, replicas, document)
+class HostIndex:
+    """Objects by the service their host names, so a lookup reads only the objects that can match: those naming
+    the same service, plus every one with a wildcard or non-service host (checked by the caller as before)."""
+
+    def __init__(self, entries: Iterable[tuple[Document, str, str]]):
+        self.by_service: dict = {}
+        self.others: list = []
+        for document, host, namespace in entries:
+            if is_service_host(host):
+                self.by_service.setdefault(service_key(fqdn(host, namespace)), []).append(document)
+            else:
+                self.others.append(document)
+
+    def candidates(self, host: str, namespace: str) -> list:
+        found = self.by_service.get(service_key(fqdn(host, namespace)), []) if is_service_host(host) else []
+        return list({id(d): d for d in [*found, *self.others]}.values())  # each once (callers sort)
 
 
 def lua_code(typed_config: dict) -> Optional[str]:

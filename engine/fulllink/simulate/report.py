@@ -57,6 +57,15 @@ def text(trace: Trace) -> str:
                 steps.append(f"{_short(step.service) if step.service else 'gateway'} "
                              f"[{step.status or 'no answer'}: {step.reason}]")
         lines.append(f"  {_percent(path.share):>7}  " + " -> ".join(steps))
+    if trace.lanes:
+        lines.append("")
+        lines.append("lanes:")
+        for lane in trace.lanes:
+            rules = ", ".join(f"http[{r}]" for r in lane.rules)
+            where = f"{_short(lane.service)} (VirtualService {lane.virtual_service} {rules})"
+            if not lane.leaks:
+                lines.append(f"  ok    {where}: captures no other service's traffic")
+            lines.extend(f"  LEAK  {where}: http[{rule}]: {text}" for rule, text in lane.leaks)
     if trace.warnings:
         lines.append("")
         lines.append("warnings:")
@@ -156,9 +165,11 @@ def to_data(trace: Trace) -> dict:
         "paths": [{"share": _share(path.share),
                    "steps": [{"service": s.service, "workload": s.workload, "labels": s.labels, "status": s.status,
                               "reason": s.reason} for s in path.steps]} for path in trace.paths()],
+        "lanes": [{"virtualService": lane.virtual_service, "service": lane.service, "rules": lane.rules,
+                   "leaks": [{"rule": rule, "message": text} for rule, text in lane.leaks]} for lane in trace.lanes],
         "warnings": trace.warnings,
-        "expectations": [{"expect": e.text, "service": e.service, "label": e.label, "value": e.value, "ok": e.ok,
-                          "details": e.details} for e in trace.expectations],
+        "expectations": [{"expect": e.text, "kind": e.kind, "service": e.service, "label": e.label, "value": e.value,
+                          "ok": e.ok, "details": e.details} for e in trace.expectations],
         "ok": trace.ok,
     }
 

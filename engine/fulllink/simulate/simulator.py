@@ -18,8 +18,11 @@ from typing import Any, Optional
 from engine.fulllink.chain import Call
 from engine.documents import Document
 from engine.fulllink.envoy import EnvoyLuaEmulator, HttpRequest, shared_emulator
+from engine.checks.analyzers.lanes import find_leaks, lane_service
+from engine.checks.workloads import looks_like_workload
 from engine.errors import InvalidInputError
 from engine.routing.hosts import fqdn, is_service_host, service_key
+from engine.routing.names import did_you_mean
 from engine.fulllink.simulate.inputs import (
     CALLS_ANNOTATION,
     PROPAGATE_ANNOTATION,
@@ -35,6 +38,7 @@ from engine.fulllink.simulate.mesh import (
     RouteContext,
     labels_of,
     rule_label,
+    selects,
     select_rule,
 )
 from engine.fulllink.simulate.trace import (
@@ -42,6 +46,7 @@ from engine.fulllink.simulate.trace import (
     ColoringStep,
     Expectation,
     Hop,
+    LaneReport,
     Path,
     PathStep,
     Trace,
@@ -54,7 +59,8 @@ __all__ = ["CALLS_ANNOTATION", "PROPAGATE_ANNOTATION", "Arrival", "ColoringStep"
            "Path", "PathStep", "Simulator", "Trace", "call_graph", "check_expectations", "parse_call",
            "parse_expectation", "propagated_headers", "rendered_state", "route_shares", "simulate"]
 
-MAX_DEPTH = 16
+MAX_HOPS = 32
+ISTIO = "networking.istio.io"
 
 
 @dataclass
@@ -68,6 +74,7 @@ class Options:
     calls: dict = field(default_factory=dict)  # {"ns/service": [Call]} from the command line (wins)
     propagate: list = field(default_factory=list)  # extra headers every service forwards ("*": all)
     rollout_pods: bool = False  # add the canary pods Rollouts with patchPodTemplateMetadata would create
+    max_hops: int = MAX_HOPS  # a chain deeper than this stops with a note
 
 
 # --------------------------------------------------------------------------------------------- simulation
@@ -79,15 +86,16 @@ class Simulator:
         self.documents = documents
         self.mesh = Mesh(documents, self.options.namespace, self.options.root_namespace)
         self.specs = chain_specs(documents)
+        self.rollout_pods = rollout_workloads(documents, self.mesh)  # what --rollout-pods adds
         if self.options.rollout_pods:
-            self.mesh.workloads.extend(rollout_workloads(documents, self.mesh))
+            self.mesh.workloads.extend(self.rollout_pods)
         self.graph = call_graph(documents, self.specs, self.mesh, self.options.calls)
         self.propagate = propagated_headers(documents, self.specs, self.options.propagate)
         self.emulator = emulator
-        self.warnings: list = []
+        self.warnings: list = [unread_workload_warning(d) for d in documents if looks_like_workload(d)]
 
     def run(self, request: HttpRequest) -> Trace:
-        entry = self.options.entry or ("gateway" if self.mesh.gateways else "mesh")
+        entry = self.options.entry or ("gateway" if self.mesh.gateways or self.options.gateway else "mesh")
         if entry == "gateway":
             root = self.gateway_hop(request)
         else:
@@ -106,8 +114,10 @@ class Simulator:
         if self.options.gateway:
             gateway = self.mesh.gateway_named(self.options.gateway)
             if gateway is None:
+                have = [self.mesh.key(g) for g in self.mesh.gateways]
                 raise InvalidInputError(f"--gateway {self.options.gateway}: no such Gateway among the inputs "
-                                        f"(have: {', '.join(self.mesh.key(g) for g in self.mesh.gateways) or 'none'})")
+                                        f"(have: {', '.join(have) or 'none'})"
+                                        + did_you_mean(self.options.gateway, have + [g.name for g in self.mesh.gateways]))
             found = [gateway]
         else:
             found = self.mesh.gateways_for_host(request.host)
@@ -293,6 +303,11 @@ class Simulator:
                 why += f" plus subset {subset} {_labels_text(subset_labels)}"
             if workloads:
                 why += f" ({', '.join(w.describe() for w in workloads)} scaled to 0)"
+            elif not self.options.rollout_pods:
+                would = [w for w in self.rollout_pods if w.namespace == service_namespace
+                         and selects(selector, w.labels) and selects(subset_labels, w.labels)]
+                if would:
+                    why += f"; the {would[0].synthetic} would match: add --rollout-pods to count them"
             return [arrival(503, f"no healthy upstream: {why}", service=key, rule=rule_key, labels=subset_labels,
                             notes=notes)]
         total = sum(w.replicas for w in running)
@@ -317,8 +332,8 @@ class Simulator:
             if call.service in path:
                 arrival.notes.append(f"calls {call.service} again (a cycle): not followed")
                 continue
-            if hop.depth + 1 >= MAX_DEPTH:
-                arrival.notes.append(f"the chain is deeper than {MAX_DEPTH} hops: stopped")
+            if hop.depth + 1 >= self.options.max_hops:
+                arrival.notes.append(f"the chain is deeper than {self.options.max_hops} hops: stopped (--max-hops)")
                 return
             arrival.calls.append(self.call(hop, arrival, call, path))
 
@@ -344,6 +359,19 @@ class Simulator:
         context = RouteContext({"mesh"}, workload.namespace, workload.labels, port)
         self.route(child, context, visited)
         return child
+
+    def unreached(self, expectation: Expectation) -> str:
+        """What would make a service the request never reaches reached: who calls it in the call graph."""
+        def named(service: str) -> bool:
+            return service == expectation.service if "/" in expectation.service \
+                else service.split("/", 1)[1] == expectation.service
+        callers = sorted(caller for caller, calls in self.graph.items() if any(named(c.service) for c in calls))
+        if not callers:
+            name = expectation.service.split("/")[-1]
+            return (f"; nothing in the call graph calls it: add --calls CALLER={name}, a graylane.io/calls "
+                    "annotation on the caller's Service, or the service to a FullLinkGray spec")
+        return (f"; it is called by {', '.join(callers)}, which the request does not reach with a served response "
+                "(see the paths above)")
 
     def _target_key(self, host: str, namespace: str) -> Optional[str]:
         if not is_service_host(host):
@@ -404,14 +432,45 @@ def _port_of(request: HttpRequest) -> int:
     return request.port or (443 if request.scheme == "https" else 80)
 
 
+def unread_workload_warning(document: Document) -> str:
+    name = f"{document.namespace}/{document.name}" if document.namespace else document.name
+    return (f"{document.source}#{document.index}: {document.api_version} {document.kind} {name} has a pod template, "
+            "but graylane does not read pods from this kind, so its pods serve no request here; give its pods as a "
+            "Deployment, StatefulSet, DaemonSet, ReplicaSet, CloneSet, Argo Rollout or Pod")
+
+
 def _labels_text(labels: dict) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in labels.items()) + "}"
+
+
+def lane_reports(documents: list, namespace: str = "default") -> list[LaneReport]:
+    """Every lane in the VirtualServices of ``documents`` and the other services' traffic each captures."""
+    reports = []
+    for document in documents:
+        if document.group != ISTIO or document.kind != "VirtualService":
+            continue
+        spec = document.body.get("spec") if isinstance(document.body.get("spec"), dict) else {}
+        own = document.namespace or namespace
+        lanes: dict = {}
+        for index, rule in enumerate(spec.get("http") or []):
+            service = lane_service(rule, own) if isinstance(rule, dict) else None
+            if service is not None:
+                lanes.setdefault(service, []).append(index)
+        if not lanes:
+            continue
+        leaks = find_leaks(spec, own)
+        for service, rules in lanes.items():
+            reports.append(LaneReport(f"{own}/{document.name}", f"{service[1] or own}/{service[0]}", rules,
+                                      [(leak.rule, leak.describe(own)) for leak in leaks if leak.service == service]))
+    return reports
 
 
 def simulate(documents: list, request: HttpRequest, options: Optional[Options] = None,
              expectations: Optional[list] = None, emulator: Optional[EnvoyLuaEmulator] = None) -> Trace:
     """The trace of ``request`` through the objects in ``documents`` (as given: render them first)."""
-    trace = Simulator(documents, options, emulator).run(request)
+    simulator = Simulator(documents, options, emulator)
+    trace = simulator.run(request)
+    trace.lanes = lane_reports(documents, simulator.options.namespace)
     if expectations:
-        check_expectations(trace, expectations)
+        check_expectations(trace, expectations, simulator.unreached)
     return trace

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Optional
+from typing import Callable, Optional
 
 from engine.fulllink.envoy import HttpRequest
 from engine.errors import InvalidInputError
+from engine.routing.names import did_you_mean
 from engine.routing.hosts import service_key
 from engine.fulllink.simulate.mesh import Workload
 
@@ -66,12 +67,24 @@ class Hop:
 
 @dataclass
 class Expectation:
-    service: str  # ns/name
+    service: str  # ns/name (or name); for "no-leak", "" means every lane
     label: str
     value: str
     text: str
     ok: bool = False
     details: list = field(default_factory=list)
+    kind: str = "served-by"  # or "no-leak": the lane captures no other service's traffic
+
+
+@dataclass
+class LaneReport:
+    """One lane (the canary rules of one service in one VirtualService) and the other services' traffic it
+    captures: each leak as ``(rule index, description)``; none is the goal."""
+
+    virtual_service: str  # ns/name
+    service: str  # ns/name of the released service
+    rules: list  # indexes of its lane rules
+    leaks: list = field(default_factory=list)
 
 
 @dataclass
@@ -98,6 +111,7 @@ class Trace:
     warnings: list = field(default_factory=list)
     expectations: list = field(default_factory=list)
     rendered: list = field(default_factory=list)  # objects rendered from TrafficRoutings before simulating
+    lanes: list = field(default_factory=list)  # LaneReport of every lane in the simulated objects
 
     @property
     def ok(self) -> bool:
@@ -135,13 +149,10 @@ class Trace:
         return result
 
 
-def parse_expectation(text: str, namespace: Optional[str] = None) -> Expectation:
-    """``SERVICE=LABEL=VALUE``: every request that reaches SERVICE is served by pods with LABEL=VALUE.
-    SERVICE is ``name`` (any namespace), ``ns/name`` or ``name.ns``."""
-    parts = text.split("=", 2)
-    if len(parts) != 3 or not all(p.strip() for p in parts[:2]):
-        raise InvalidInputError(f"--expect {text!r}: expected SERVICE=LABEL=VALUE, e.g. mocka=version=canary")
-    service, label, value = (p.strip() for p in parts)
+NO_LEAK = "no-leak"
+
+
+def _service_name(text: str, service: str, namespace: Optional[str]) -> str:
     service_namespace: Optional[str]
     if "/" in service:
         service_namespace, name = service.split("/", 1)
@@ -149,7 +160,22 @@ def parse_expectation(text: str, namespace: Optional[str] = None) -> Expectation
         name, service_namespace = service_key(service, namespace)
     if not name or "." in name or "*" in name:
         raise InvalidInputError(f"--expect {text!r}: {service!r} is not a service name")
-    return Expectation(f"{service_namespace}/{name}" if service_namespace else name, label, value, text)
+    return f"{service_namespace}/{name}" if service_namespace else name
+
+
+def parse_expectation(text: str, namespace: Optional[str] = None) -> Expectation:
+    """``SERVICE=LABEL=VALUE``: every request that reaches SERVICE is served by pods with LABEL=VALUE.
+    SERVICE is ``name`` (any namespace), ``ns/name`` or ``name.ns``. ``no-leak`` (or ``no-leak=SERVICE``): no
+    lane (of SERVICE) captures another service's traffic."""
+    keyword, sep, rest = text.partition("=")
+    if keyword.strip() == NO_LEAK and "=" not in rest:
+        service = _service_name(text, rest.strip(), namespace) if sep and rest.strip() else ""
+        return Expectation(service, "", "", text, kind=NO_LEAK)
+    parts = text.split("=", 2)
+    if len(parts) != 3 or not all(p.strip() for p in parts[:2]):
+        raise InvalidInputError(f"--expect {text!r}: expected SERVICE=LABEL=VALUE, e.g. mocka=version=canary")
+    service, label, value = (p.strip() for p in parts)
+    return Expectation(_service_name(text, service, namespace), label, value, text)
 
 
 def _expected_service(expectation: Expectation, service: Optional[str]) -> bool:
@@ -160,13 +186,32 @@ def _expected_service(expectation: Expectation, service: Optional[str]) -> bool:
     return service.split("/", 1)[1] == expectation.service
 
 
-def check_expectations(trace: Trace, expectations: list) -> list:
+def _check_lanes(trace: Trace, expectation: Expectation) -> None:
+    lanes = [lane for lane in trace.lanes if not expectation.service or _expected_service(expectation, lane.service)]
+    expectation.details.extend(f"VirtualService {lane.virtual_service} http[{rule}]: {text}"
+                               for lane in lanes for rule, text in lane.leaks)
+    if not lanes:
+        expectation.details.append("no lane " + (f"of {expectation.service} " if expectation.service else "")
+                                   + "among the simulated VirtualServices")
+    expectation.ok = not expectation.details
+
+
+def check_expectations(trace: Trace, expectations: list,
+                       unreached: Optional[Callable[[Expectation], str]] = None) -> list:
+    """Decide each expectation on the trace (``unreached``: says what would make a service reached)."""
     arrivals = trace.arrivals()
     for expectation in expectations:
+        if expectation.kind == NO_LEAK:
+            _check_lanes(trace, expectation)
+            continue
         reached = [a for a in arrivals if _expected_service(expectation, a.service)]
         if not reached:
             expectation.ok = False
-            expectation.details.append(f"the request never reaches {expectation.service}")
+            services = [a.service for a in arrivals if a.service]
+            names = services + [s.split("/", 1)[-1] for s in services]
+            expectation.details.append(f"the request never reaches {expectation.service}"
+                                       + did_you_mean(expectation.service, names)
+                                       + (unreached(expectation) if unreached else ""))
             continue
         failures = []
         for arrival in reached:

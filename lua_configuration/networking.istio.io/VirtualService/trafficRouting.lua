@@ -1,14 +1,18 @@
 -- graylane built-in traffic routing for Istio VirtualService (Kruise custom-network-provider contract).
 --
--- Matches: one http rule per match is inserted at the top of spec.http, in the order given (all
---   conditions of a match must hold; separate matches are alternatives). It routes to the canary
---   service (host-level split) or, when canaryService == stableService, to the stable host's subset
---   "canary" (subset-level split). It copies rewrite/timeout/retries/corsPolicy/headers from the stable
---   route so canary requests are served the same way, and applies requestHeaderModifier.
+-- Matches (lanes): lane rules are inserted directly before every http rule that routes to the stable
+--   service (up to the first rule that takes every request), one per combination of that rule's own
+--   matches and the strategy's matches, each the two ANDed: a lane rule catches only requests the rule
+--   after it would have sent to the stable service, never another service's (Kruise puts the bare lane
+--   match on top of spec.http, where it catches every path of the VirtualService). Combinations no
+--   request can satisfy get no rule (said with -v); one Istio cannot express is an error. A lane rule
+--   routes the stable service's share of its rule to the canary service (host-level split) or, when
+--   canaryService == stableService, to the stable host's subset "canary" (subset-level split), keeps
+--   other services' shares, does to requests what its rule does (rewrite, timeout, retries, corsPolicy,
+--   headers, fault, mirror) and applies requestHeaderModifier.
 -- Weight: every http/tcp/tls rule without `match` that routes to the stable service gets its
 --   destination weights scaled to stableWeight (largest-remainder rounding, so weights sum to exactly
 --   100) and a canary destination with canaryWeight.
--- Both can apply in one step. Rules with matches that this script did not create are left alone.
 
 -- ======================================================================================================
 -- Argo Rollouts (argoproj.io/v1alpha1 Rollout, canary.trafficRouting.istio): dispatched on obj.argo.
@@ -378,7 +382,8 @@ local stableWeight = obj.stableWeight
 local modifier = obj.requestHeaderModifier
 local subsetLevel = (canary == stable)
 local CANARY_SUBSET = "canary"
-local COPIED_RULE_FIELDS = {"rewrite", "timeout", "retries", "corsPolicy"}
+local COPIED_RULE_FIELDS = {"rewrite", "timeout", "retries", "corsPolicy", "fault", "mirror", "mirrors",
+                            "mirrorPercentage", "mirrorPercent"}
 
 local function deepcopy(value)
   if type(value) ~= "table" then return value end
@@ -537,43 +542,260 @@ local function istioMatch(match)
   return result
 end
 
--- The rule (and destination) canary match rules copy: the first stable route without a match,
--- else the first rule that routes to the stable service at all.
-local function stableTemplate(rules)
-  local fallback
-  for _, rule in ipairs(rules) do
-    if routesToStable(rule) then
-      if rule.match == nil then return rule end
-      fallback = fallback or rule
-    end
-  end
-  return fallback
+-- ------------------------------------------------------------------------------------------ lanes
+-- A lane rule must catch only requests that would otherwise reach the stable service. So lane rules
+-- are inserted directly before each rule that routes to it, each one that rule's own match ANDed
+-- with a lane match: a request the lane rule catches is one that rule would have caught.
+
+local function startsWith(text, prefix)
+  return type(text) == "string" and type(prefix) == "string" and text:sub(1, #prefix) == prefix
 end
 
-local function insertMatchRules(matches)
+-- (kind, value) of an Istio StringMatch: "any" for {} (and regex "*", Istio's presence match),
+-- nil for something else (several keys, unknown type).
+local function matchKind(condition, presenceRegex)
+  if type(condition) ~= "table" or next(condition) == nil then return "any" end
+  local kind, value = next(condition)
+  if next(condition, kind) ~= nil or type(value) ~= "string" then return nil end
+  if kind == "regex" and presenceRegex and value == "*" then return "any" end
+  if kind == "exact" or kind == "prefix" or kind == "regex" then return kind, value end
+  return nil
+end
+
+local function describeCondition(condition)
+  local kind, value = matchKind(condition, true)
+  if kind == "any" then return "present" end
+  if kind == nil then return json.encode(condition) end
+  return kind .. " '" .. value .. "'"
+end
+
+-- The requests both StringMatches accept, as one StringMatch: (match) or (nil, "contradiction") when
+-- no value satisfies both, or (nil, "unsupported") when graylane cannot express or decide it.
+local function intersect(a, b, presenceRegex)
+  local kindA, valueA = matchKind(a, presenceRegex)
+  local kindB, valueB = matchKind(b, presenceRegex)
+  if kindA == nil or kindB == nil then return nil, "unsupported" end
+  if kindA == "any" then return deepcopy(b) end
+  if kindB == "any" then return deepcopy(a) end
+  if kindA == "regex" or kindB == "regex" then
+    if kindA == kindB and valueA == valueB then return deepcopy(a) end
+    return nil, "unsupported"
+  end
+  if kindA == "exact" and kindB == "exact" then
+    if valueA == valueB then return deepcopy(a) end
+    return nil, "contradiction"
+  end
+  if kindA == "prefix" and kindB == "prefix" then
+    if startsWith(valueA, valueB) then return deepcopy(a) end
+    if startsWith(valueB, valueA) then return deepcopy(b) end
+    return nil, "contradiction"
+  end
+  local exact, prefix = valueA, valueB
+  if kindA == "prefix" then exact, prefix = valueB, valueA end
+  if startsWith(exact, prefix) then return {exact = exact} end
+  return nil, "contradiction"
+end
+
+-- Whether every value `condition` accepts is one `excluded` (a withoutHeaders entry) rejects.
+local function excludedBy(condition, excluded)
+  local kind, value = matchKind(condition, true)
+  local excludedKind, excludedValue = matchKind(excluded, true)
+  if excludedKind == "any" then return true end
+  if kind == "exact" and excludedKind == "exact" then return value == excludedValue end
+  if (kind == "exact" or kind == "prefix") and excludedKind == "prefix" then
+    return startsWith(value, excludedValue)
+  end
+  return false
+end
+
+local function findKey(map, name, foldCase)
+  if type(map) ~= "table" then return nil end
+  for key in pairs(map) do
+    if key == name or (foldCase and type(key) == "string" and key:lower() == name:lower()) then return key end
+  end
+  return nil
+end
+
+-- The lane's uri ANDed with a rule match that has ignoreUriCase (which applies to the whole match):
+-- only an exact lane path can be expressed (as a case-sensitive exact match).
+local function intersectIgnoringCase(ruleUri, laneUri)
+  local laneKind, laneValue = matchKind(laneUri)
+  if ruleUri == nil then return deepcopy(laneUri) end
+  local ruleKind, ruleValue = matchKind(ruleUri)
+  if laneKind ~= "exact" or (ruleKind ~= "exact" and ruleKind ~= "prefix" and ruleKind ~= "any") then
+    return nil, "unsupported"
+  end
+  if ruleKind == "any" or (ruleKind == "exact" and laneValue:lower() == ruleValue:lower())
+      or (ruleKind == "prefix" and startsWith(laneValue:lower(), ruleValue:lower())) then
+    return {exact = laneValue}
+  end
+  return nil, "contradiction"
+end
+
+-- A rule's match ANDed with a lane match: (match) or (nil, reason) with reason "contradiction: ..."
+-- (no request satisfies both) or "unsupported: ..." (not expressible as one Istio match).
+local function combineMatch(ruleMatch, laneMatch)
+  local combined = deepcopy(ruleMatch)
+  if laneMatch.uri then
+    local uri, problem
+    if combined.ignoreUriCase then
+      uri, problem = intersectIgnoringCase(combined.uri, laneMatch.uri)
+      combined.ignoreUriCase = nil
+    else
+      uri, problem = intersect(combined.uri, laneMatch.uri, false)
+    end
+    if uri == nil then
+      return nil, problem .. ": the rule's uri " .. describeCondition(combined.uri or {}) ..
+        (ruleMatch.ignoreUriCase and " (ignoreUriCase)" or "") .. " and the lane's uri " .. describeCondition(laneMatch.uri)
+    end
+    combined.uri = uri
+  end
+  for _, field in ipairs({"headers", "queryParams"}) do
+    local foldCase = field == "headers"
+    for name, condition in pairs(laneMatch[field] or {}) do
+      combined[field] = combined[field] or {}
+      local key = findKey(combined[field], name, foldCase)
+      local value, problem = condition, nil
+      if key ~= nil then
+        value, problem = intersect(combined[field][key], condition, true)
+        if value == nil then
+          local what = (foldCase and "header " or "query parameter ") .. name .. " "
+          return nil, problem .. ": the rule's " .. what .. describeCondition(combined[field][key]) ..
+            " and the lane's " .. what .. describeCondition(condition)
+        end
+        combined[field][key] = nil
+      end
+      combined[field][name] = deepcopy(value)
+      local excluded = foldCase and findKey(combined.withoutHeaders, name, true)
+      if excluded and excludedBy(value, combined.withoutHeaders[excluded]) then
+        return nil, "contradiction: the rule's withoutHeaders " .. name .. " " ..
+          describeCondition(combined.withoutHeaders[excluded]) .. " and the lane's header " .. name .. " " ..
+          describeCondition(value)
+      end
+    end
+  end
+  return combined
+end
+
+-- The lane rule's route: the rule's route with the stable service (and an existing canary destination)
+-- replaced by one canary destination; destinations of other services keep their share.
+local function laneRoute(rule)
+  local explicit = false
+  for _, entry in ipairs(rule.route) do
+    if entry.weight ~= nil then explicit = true end
+  end
+  local entries, weights, canaryIndex = {}, {}, nil
+  for _, entry in ipairs(rule.route) do
+    local weight = explicit and (tonumber(entry.weight) or 0) or 1
+    if isStable(entry.destination) or isCanary(entry.destination) then
+      if canaryIndex == nil then
+        local destination = {host = canaryHostFor(entry.destination.host)}
+        if subsetLevel then destination.subset = CANARY_SUBSET end
+        if entry.destination.port then destination.port = deepcopy(entry.destination.port) end
+        entries[#entries + 1] = {destination = destination, headers = deepcopy(entry.headers)}
+        canaryIndex, weights[#entries] = #entries, 0
+      end
+      weights[canaryIndex] = weights[canaryIndex] + weight
+    else
+      entries[#entries + 1] = deepcopy(entry)
+      weights[#entries] = weight
+    end
+  end
+  if #entries == 1 then
+    entries[1].weight = nil
+  else
+    local scaled = largestRemainder(weights, 100)
+    for k, entry in ipairs(entries) do entry.weight = scaled[k] end
+  end
+  return entries, entries[canaryIndex]
+end
+
+local function ruleName(index, rule)
+  if type(rule.name) == "string" and rule.name ~= "" then return "http[" .. (index - 1) .. "] (" .. rule.name .. ")" end
+  return "http[" .. (index - 1) .. "]"
+end
+
+-- The lane rules to insert before `rule` (the index-th http rule): one per (rule match, lane match).
+local function laneRules(index, rule, laneMatches)
+  local route, canaryEntry = laneRoute(rule)
+  local template = {}
+  for _, field in ipairs(COPIED_RULE_FIELDS) do
+    if rule[field] ~= nil then template[field] = deepcopy(rule[field]) end
+  end
+  if #route == 1 then
+    template.headers = applyModifier(deepcopy(rule.headers))
+  else
+    template.headers = deepcopy(rule.headers)
+    canaryEntry.headers = applyModifier(canaryEntry.headers)
+  end
+  local rules = {}
+  local ruleMatches = rule.match
+  if ruleMatches == nil or #ruleMatches == 0 then ruleMatches = {{}} end
+  for m, ruleMatch in ipairs(ruleMatches) do
+    for l, laneMatch in ipairs(laneMatches) do
+      local combined, problem = combineMatch(ruleMatch, laneMatch)
+      local where = ruleName(index, rule) .. (ruleMatches == rule.match and (" match[" .. (m - 1) .. "]") or "") ..
+        " with lane match[" .. (l - 1) .. "]"
+      if combined == nil and problem:sub(1, 11) == "unsupported" then
+        error(where .. ": cannot combine them into one Istio match (" .. problem:sub(14) ..
+          "); graylane can intersect exact and prefix matches, and a regex only with an identical one")
+      end
+      if combined == nil then
+        print("no lane rule for " .. where .. ": no request can satisfy both (" .. problem:sub(16) .. ")")
+      else
+        local laneRule = deepcopy(template)
+        laneRule.match = {combined}
+        laneRule.route = deepcopy(route)
+        rules[#rules + 1] = laneRule
+      end
+    end
+  end
+  return rules
+end
+
+local MATCH_LABELS = {name = true, statPrefix = true, ignoreUriCase = true}
+
+-- Whether a rule takes every request (no match, or a match without conditions): Istio never
+-- looks at the rules after it, so they get no lane rules.
+local function catchesAll(rule)
+  if type(rule) ~= "table" or rule.match == nil or #rule.match == 0 then return true end
+  for _, match in ipairs(rule.match) do
+    local conditions = false
+    for key in pairs(match) do
+      if not MATCH_LABELS[key] then conditions = true end
+    end
+    if not conditions then return true end
+  end
+  return false
+end
+
+local function insertLaneRules(matches)
   if spec.http == nil then error("matches need http routes, but the VirtualService has no spec.http") end
-  local templateRule = stableTemplate(spec.http)
-  if templateRule == nil then
+  local laneMatches = {}
+  for i, match in ipairs(matches) do laneMatches[i] = istioMatch(match) end
+  local result, scoped, inserted, catchAll = {}, 0, 0, nil
+  for index, rule in ipairs(spec.http) do
+    if routesToStable(rule) and catchAll ~= nil and scoped == 0 then
+      error("the http routes to service " .. stable .. " come after " .. ruleName(catchAll, spec.http[catchAll]) ..
+        ", which takes every request first, so no lane rule can catch a request meant for " .. stable)
+    end
+    if routesToStable(rule) and catchAll == nil then
+      scoped = scoped + 1
+      for _, laneRule in ipairs(laneRules(index, rule, laneMatches)) do
+        result[#result + 1] = laneRule
+        inserted = inserted + 1
+      end
+    end
+    result[#result + 1] = rule
+    if catchAll == nil and catchesAll(rule) then catchAll = index end
+  end
+  if scoped == 0 then
     error("no http route of this VirtualService sends traffic to service " .. stable)
   end
-  local templateDestination
-  for _, entry in ipairs(templateRule.route) do
-    if isStable(entry.destination) then templateDestination = entry.destination break end
+  if inserted == 0 then
+    print("no lane rule inserted: every lane match contradicts the matches of the rules that route to " .. stable)
   end
-  local inserted = {}
-  for i, match in ipairs(matches) do
-    local destination = {host = canaryHostFor(templateDestination.host)}
-    if subsetLevel then destination.subset = CANARY_SUBSET end
-    if templateDestination.port then destination.port = deepcopy(templateDestination.port) end
-    local rule = {match = {istioMatch(match)}, route = {{destination = destination}}}
-    for _, field in ipairs(COPIED_RULE_FIELDS) do
-      if templateRule[field] ~= nil then rule[field] = deepcopy(templateRule[field]) end
-    end
-    local headers = applyModifier(deepcopy(templateRule.headers))
-    if headers then rule.headers = headers end
-    inserted[i] = rule
-  end
-  for i = #inserted, 1, -1 do table.insert(spec.http, 1, inserted[i]) end
+  spec.http = result
 end
 
 if canaryWeight ~= -1 then
@@ -585,7 +807,7 @@ if canaryWeight ~= -1 then
 end
 
 if obj.matches and #obj.matches > 0 then
-  insertMatchRules(obj.matches)
+  insertLaneRules(obj.matches)
 end
 
 return {spec = spec, labels = obj.data.labels, annotations = obj.data.annotations}

@@ -1,0 +1,185 @@
+"""How long ``graylane simulate`` takes on a large mesh, and how the time grows with services and hops.
+
+Run: python benchmarks/bench_simulate.py   (prints tables; nothing is asserted — speed is measured, not tested)
+
+The mesh is generated: N services, each with a Service, a base and a gray Deployment, a VirtualService (the lane
+header to subset canary, everything else to subset base) and a DestinationRule; the first H services form a call
+chain (each calls the next through the graylane.io/calls annotation), entered through an ingress Gateway whose
+VirtualService routes to the first. The other services are there to be searched past. A lane request
+(my-request-id: canary) is traced through the whole chain.
+
+Figures: the simulation alone (documents already read), the same after rendering H TrafficRoutings first, each
+also as a ratio to ``copy.deepcopy`` of the same documents measured in the same run (so the ratios hold on a
+loaded machine where the milliseconds do not), and the whole command (``graylane simulate`` in a subprocess: Python start-up, reading and parsing the YAML, render,
+simulate, output). Each is the best of a few repeats.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from engine.documents import Document
+from engine.inputs import read_documents
+from engine.fulllink.envoy import parse_request
+from engine.fulllink.simulate.simulator import Options, rendered_state, simulate
+from engine.lua.sandbox import LuaSandbox
+from engine.lua.scripts import ScriptLibrary, builtin_layer
+from engine.routing.render import Engine
+
+LANE = "my-request-id"
+
+
+def service_objects(index: int, calls: str | None, routed: bool) -> list[dict]:
+    """A Service with base and gray Deployments, its VirtualService and DestinationRule (and TrafficRouting).
+    The first service's VirtualService is the ingress gateway's (hosts "*"), as in samples/fulllink."""
+    name = f"svc{index:05d}"
+    annotations = {"graylane.io/calls": calls} if calls else {}
+    objects = [
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": name, "namespace": "default", **({"annotations": annotations} if annotations else {})},
+         "spec": {"selector": {"app": name}, "ports": [{"port": 8000, "name": "http"}]}},
+    ]
+    for version, labels in (("base", {"version": "base"}), ("gray", {"version": "canary", "istio.service.tag": "gray"})):
+        objects.append({"apiVersion": "apps/v1", "kind": "Deployment",
+                        "metadata": {"name": f"{name}-{version}", "namespace": "default"},
+                        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name, **labels}},
+                                 "template": {"metadata": {"labels": {"app": name, **labels}},
+                                              "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}})
+    http = [{"route": [{"destination": {"host": name, "subset": "base"}}]}]
+    subsets = [{"name": "base", "labels": {"version": "base"}}]
+    if not routed:  # already in its rendered state: the lane rule and the canary subset written out
+        http.insert(0, {"match": [{"headers": {LANE: {"exact": "canary"}}}],
+                        "route": [{"destination": {"host": name, "subset": "canary"}}]})
+        subsets.append({"name": "canary", "labels": {"istio.service.tag": "gray"}})
+    entry = {"hosts": ["*"], "gateways": ["edge"]} if index == 0 else {"hosts": [name]}
+    objects.append({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                    "metadata": {"name": name, "namespace": "default"}, "spec": {**entry, "http": http}})
+    objects.append({"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
+                    "metadata": {"name": name, "namespace": "default"}, "spec": {"host": name, "subsets": subsets}})
+    if routed:
+        objects.append({"apiVersion": "rollouts.kruise.io/v1alpha1", "kind": "TrafficRouting",
+                        "metadata": {"name": f"{name}-tr", "namespace": "default"},
+                        "spec": {"strategy": {"matches": [{"headers": [{"type": "Exact", "name": LANE,
+                                                                          "value": "canary"}]}]},
+                                 "objectRef": [{"service": name, "customNetworkRefs": [
+                                     {"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                                      "name": name},
+                                     {"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
+                                      "name": name}]}]}})
+    return objects
+
+
+def mesh(services: int, hops: int, routed: bool) -> list[dict]:
+    """The generated mesh: an ingress Gateway and ``services`` services, the first ``hops`` of them a chain
+    (``routed``: the chain's objects come with TrafficRoutings to render; the others are already rendered)."""
+    objects: list[dict] = [
+        {"apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway",
+         "metadata": {"name": "edge", "namespace": "default"},
+         "spec": {"selector": {"istio": "ingressgateway"},
+                  "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}},
+    ]
+    for index in range(services):
+        calls = f"svc{index + 1:05d}" if index + 1 < hops else None
+        objects.extend(service_objects(index, calls, routed and index < hops))
+    return objects
+
+
+def documents_of(objects: list[dict]) -> list[Document]:
+    return [Document(body, "mesh.yaml", position + 1) for position, body in enumerate(objects)]
+
+
+def best(function: Callable[[], object], repeats: int = 3) -> float:
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        timings.append(time.perf_counter() - start)
+    return min(timings)
+
+
+def simulate_once(documents: list[Document], hops: int) -> None:
+    request = parse_request("GET http://shop.example.com/", [f"{LANE}: canary"])
+    trace = simulate(documents, request, Options(max_hops=max(32, hops + 1)))
+    depth = len(trace.paths()[0].steps)
+    if depth != hops or len(trace.paths()) != 1:
+        raise SystemExit(f"the trace reached {depth} services, not {hops}: the benchmark mesh is wrong")
+
+
+def engine() -> Engine:
+    return Engine(ScriptLibrary([builtin_layer()]), LuaSandbox())
+
+
+def measure(services: int, hops: int) -> dict:
+    plain = documents_of(mesh(services, hops, routed=False))
+    routed = documents_of(mesh(services, hops, routed=True))
+    scripts = engine()
+
+    def render_then_simulate() -> None:
+        state, _names = rendered_state(routed, scripts)
+        simulate_once(state, hops)
+
+    bodies = [d.body for d in plain]
+    return {"services": services, "hops": hops, "documents": len(plain),
+            "deepcopy": best(lambda: copy.deepcopy(bodies)),
+            "simulate": best(lambda: simulate_once(plain, hops)),
+            "render+simulate": best(render_then_simulate)}
+
+
+def measure_command(services: int, hops: int) -> tuple[float, float]:
+    """(the whole command, reading the YAML alone) in seconds."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "mesh.yaml"
+        path.write_text(yaml.safe_dump_all(mesh(services, hops, routed=True), sort_keys=False))
+        reading = best(lambda: read_documents([str(path)]), repeats=1)
+        command = [sys.executable, "-m", "engine", "simulate", "-f", str(path), "--request",
+                   "GET http://shop.example.com/", "-H", f"{LANE}: canary", "--max-hops", str(max(32, hops + 1)),
+                   "--expect", f"svc{hops - 1:05d}=version=canary"]
+
+        def run() -> None:
+            result = subprocess.run(command, capture_output=True, text=True, env={**os.environ})
+            if result.returncode != 0:
+                raise SystemExit(f"graylane simulate failed ({result.returncode}): {result.stderr.strip()}")
+        return best(run, repeats=2), reading
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    args = parser.parse_args()
+    sizes = [100, 300, 1000] if args.quick else [100, 300, 1000, 3000]
+    hop_counts = [5, 10, 20]
+    print("| services | hops | documents | deepcopy of the documents | simulate | ratio | render + simulate | ratio |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    rows = [measure(n, 20) for n in sizes] + [measure(1000, h) for h in hop_counts if h != 20]
+    for row in sorted(rows, key=lambda r: (r["hops"], r["services"])):
+        base = row["deepcopy"]
+        print(f"| {row['services']:,} | {row['hops']} | {row['documents']:,} | {base * 1000:.1f} ms "
+              f"| {row['simulate'] * 1000:.1f} ms | {row['simulate'] / base:.1f} "
+              f"| {row['render+simulate'] * 1000:.1f} ms | {row['render+simulate'] / base:.1f} |")
+    by_size = {r["services"]: r for r in rows if r["hops"] == 20}
+    by_hops = {r["hops"]: r for r in rows if r["services"] == 1000}
+    small, large = min(by_size), max(by_size)
+    def ratio(row: dict) -> float:
+        return row["simulate"] / row["deepcopy"]
+    print(f"\ngrowth with services (20 hops): x{large / small:.0f} services -> "
+          f"x{by_size[large]['simulate'] / by_size[small]['simulate']:.1f} simulate time "
+          f"(ratio to deepcopy x{ratio(by_size[large]) / ratio(by_size[small]):.2f})")
+    print(f"growth with hops (1,000 services): x4 hops (5 -> 20) -> "
+          f"x{by_hops[20]['simulate'] / by_hops[5]['simulate']:.2f} simulate time "
+          f"(ratio to deepcopy x{ratio(by_hops[20]) / ratio(by_hops[5]):.2f})")
+    whole, reading = measure_command(1000, 20)
+    print(f"\nwhole command, 1,000 services, 20 hops (start-up, YAML, render, simulate): {whole:.2f} s, "
+          f"of which reading the 5,021 YAML documents: {reading:.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Start-up cost of the ``graylane`` command, beyond the Python interpreter's own (issue 12's target: under
+0.15 s for ``graylane --help`` and for ``graylane render`` of one small file).
+
+    python benchmarks/bench_startup.py [--runs 20] [--importtime]
+
+Runs each command many times (after warm-up runs, as hyperfine does) and prints mean, median, min and
+standard deviation, and the overhead: the command's median minus the median of ``python -c pass`` measured
+in the same run with the same interpreter. ``--importtime`` adds the slowest imports of each command
+(``python -X importtime``, cumulative microseconds). A benchmark, not a test: it asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL_INPUT = """\
+apiVersion: rollouts.kruise.io/v1alpha1
+kind: TrafficRouting
+metadata: {name: reviews-tr, namespace: default}
+spec:
+  objectRef:
+  - service: reviews
+    customNetworkRefs:
+    - {apiVersion: networking.istio.io/v1beta1, kind: VirtualService, name: reviews}
+  strategy: {weight: 5}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews}
+"""
+TARGET = 0.150
+
+
+def graylane_command() -> list[str]:
+    """The installed console script next to this interpreter (a virtualenv's bin/), else the one on PATH."""
+    beside = Path(sys.executable).parent / "graylane"
+    found = str(beside) if beside.exists() else shutil.which("graylane")
+    if not found:
+        sys.exit("bench_startup: no graylane command found; pip install -e . first")
+    return [found]
+
+
+def timed_runs(command: list[str], runs: int, warmup: int) -> tuple[list[float], list[float]]:
+    """Wall-clock seconds and CPU seconds (user + system, which other load on the machine disturbs less)."""
+    walls, cpus = [], []
+    for index in range(warmup + runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        completed = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        elapsed = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if completed.returncode != 0:
+            sys.exit(f"bench_startup: {' '.join(command)} failed: {completed.stderr.decode()[:300]}")
+        if index >= warmup:
+            walls.append(elapsed)
+            cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return walls, cpus
+
+
+def slowest_imports(command: list[str], count: int = 8) -> list[tuple[int, str]]:
+    """(cumulative µs, module) of the slowest top-level imports, from ``-X importtime``."""
+    script = command[0]
+    completed = subprocess.run([sys.executable, "-X", "importtime", script, *command[1:]],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rows = []
+    for line in completed.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _self, cumulative, name = (part.strip() for part in line[len("import time:"):].split("|", 2))
+        if not name.startswith("  "):  # top-level imports only (nested ones are indented by two spaces)
+            rows.append((int(cumulative), name.strip()))
+    return sorted(rows, reverse=True)[:count]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--importtime", action="store_true", help="also list the slowest imports")
+    args = parser.parse_args()
+
+    graylane = graylane_command()
+    with tempfile.TemporaryDirectory() as tmp:
+        small = Path(tmp) / "small.yaml"
+        small.write_text(SMALL_INPUT, encoding="utf-8")
+        cases = [("python -c pass (baseline)", [sys.executable, "-c", "pass"]),
+                 ("graylane --help", [*graylane, "--help"]),
+                 ("graylane render -f small.yaml", [*graylane, "render", "-f", str(small)]),
+                 ("graylane version", [*graylane, "version"])]
+        results = []
+        for label, command in cases:
+            walls, cpus = timed_runs(command, args.runs, args.warmup)
+            results.append((label, command, walls, cpus))
+
+        base_wall, base_cpu = statistics.median(results[0][2]), statistics.median(results[0][3])
+        print(f"{args.runs} runs each after {args.warmup} warm-up runs; {os.cpu_count()} CPUs, load average "
+              f"{os.getloadavg()[0]:.1f}; Python {sys.version.split()[0]}")
+        print()
+        print("| command | wall median | wall min | wall stdev | CPU median | overhead: wall | overhead: CPU |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for label, _command, walls, cpus in results:
+            wall, cpu = statistics.median(walls), statistics.median(cpus)
+            overheads = ["", ""] if label.startswith("python") else [
+                f"{(value - base) * 1000:.0f} ms{'' if value - base < TARGET else ' (over 150 ms)'}"
+                for value, base in ((wall, base_wall), (cpu, base_cpu))]
+            print(f"| `{label}` | {wall * 1000:.1f} ms | {min(walls) * 1000:.1f} ms | "
+                  f"{statistics.stdev(walls) * 1000:.1f} ms | {cpu * 1000:.1f} ms | {overheads[0]} | {overheads[1]} |")
+        if args.importtime:
+            for label, command, _walls, _cpus in results[1:]:
+                print(f"\nslowest imports of `{label}` (cumulative):")
+                for micros, name in slowest_imports(command):
+                    print(f"  {micros / 1000:7.1f} ms  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
