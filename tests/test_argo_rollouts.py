@@ -92,12 +92,12 @@ def test_managed_header_and_mirror_routes_accumulate_and_are_removed():
     assert mirror["mirror"] == {"host": "checkout-canary", "port": {"number": 8080}}
     assert mirror["mirrorPercentage"] == {"value": 50}
     assert mirror["match"] == [{"method": {"exact": "GET"}, "uri": {"prefix": "/api"}}]
-    assert weights(mirror) == {"checkout-stable": 90, "checkout-canary": 10}   # the weights of the time
-    assert weights(at(5)[1]) == {"checkout-stable": 50, "checkout-canary": 50}  # and it follows setWeight
+    assert weights(mirror) == {"checkout": 90, "checkout-canary": 10}   # the weights of the time
+    assert weights(at(5)[1]) == {"checkout": 50, "checkout-canary": 50}  # and it follows setWeight
     assert [r["name"] for r in at(7)] == ["testers", "primary"]
     last = at(9)
     assert [r["name"] for r in last] == ["primary"] and last[0]["retries"] == {"attempts": 3}
-    assert weights(last[0]) == {"checkout-stable": 0, "checkout-canary": 100}
+    assert weights(last[0]) == {"checkout": 0, "checkout-canary": 100}
 
 
 def test_plan_shows_every_step_including_the_ones_that_change_no_route():
