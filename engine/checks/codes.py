@@ -88,4 +88,12 @@ CODES: dict[str, Code] = {c.code: c for c in (
          "only names without dots, so it names no Service"),
     Code("GL0511", "EnvoyFilterV2Type", ERROR, "an EnvoyFilter names an Envoy v2 API type, which Envoy no longer has "
          "(Istio refuses it)"),
+    Code("GL0601", "ArgoRolloutInvalid", ERROR, "an Argo Rollout's canary.trafficRouting.istio or steps break Argo's "
+         "rules (virtualService or virtualServices, canaryService and stableService or a destinationRule, header and "
+         "mirror routes listed in managedRoutes, setWeight from 0 to 100)"),
+    Code("GL0602", "ArgoNetworkRefNotFound", ERROR, "a VirtualService or DestinationRule an Argo Rollout references "
+         "is not among the inputs"),
+    Code("GL0603", "ArgoStepRefused", ERROR, "Argo's controller would refuse a step on these VirtualServices (a "
+         "patched route without both the stable and the canary destination, a route name that is not there, "
+         "several routes when routes is omitted)"),
 )}

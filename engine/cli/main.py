@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "engine.cli.simulate",
     "engine.cli.about",     # version, completion
     "engine.cli.script",
+    "engine.cli.argocd",
 ]
 
 _INVALID_CHOICE = re.compile(r"argument (?P<argument>[^:]+): invalid choice: '(?P<value>[^']*)' "

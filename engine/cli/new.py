@@ -68,6 +68,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _match_options(steps)
     steps.set_defaults(handler=run_new_rollout_steps)
 
+    argo = kinds.add_parser("argo-rollout", help="an argoproj.io/v1alpha1 Rollout with Istio traffic routing",
+                            description="Print an Argo Rollout NAME for a Deployment: one setWeight step per --steps "
+                                        "percentage on the --virtual-service routes, host-level (--canary-service, "
+                                        "--stable-service) or subset-level (--destination-rule).")
+    argo.add_argument("name", metavar="NAME")
+    argo.add_argument("--workload", required=True, metavar="Deployment/NAME", help="the Deployment (workloadRef)")
+    argo.add_argument("--virtual-service", action="append", default=[], metavar="NAME[.NAMESPACE]",
+                      help="VirtualService whose routes Argo patches (repeatable)")
+    argo.add_argument("--route", action="append", default=[], metavar="NAME",
+                      help="http route to patch (repeatable; optional when the VirtualService has one route)")
+    argo.add_argument("--canary-service", metavar="SVC")
+    argo.add_argument("--stable-service", metavar="SVC")
+    argo.add_argument("--destination-rule", metavar="NAME", help="subset-level split on this DestinationRule")
+    argo.add_argument("--canary-subset", default="canary", metavar="NAME")
+    argo.add_argument("--stable-subset", default="stable", metavar="NAME")
+    argo.add_argument("--steps", required=True, metavar="P1,P2,...", help="setWeight per step, e.g. 5%%,20%%,50%%")
+    argo.add_argument("--pause", type=int, metavar="SECONDS", help="pause between steps (default: until promoted)")
+    argo.add_argument("--header-route", metavar="NAME=VALUE",
+                      help="first send requests with this header to the canary (a managed route, removed before "
+                           "the last step)")
+    argo.add_argument("-n", "--namespace", metavar="NS")
+    argo.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    argo.set_defaults(handler=run_new_argo_rollout)
+
 
 def _matches(args: argparse.Namespace) -> list[dict]:
     import engine.routing.authoring as authoring
@@ -126,4 +150,14 @@ def run_new_rollout_steps(args: argparse.Namespace) -> int:
                                     "not an object with a name")
         _emit({"canary": canary}, args.output,
               "# spec.strategy.canary of a rollouts.kruise.io/v1beta1 Rollout (paste under spec.strategy)\n")
+    return 0
+
+
+def run_new_argo_rollout(args: argparse.Namespace) -> int:
+    import engine.routing.authoring as authoring
+    from engine.routing.argo.authoring import argo_rollout
+    obj = argo_rollout(args.name, args.workload, args.virtual_service, args.route, args.steps, args.canary_service,
+                       args.stable_service, args.destination_rule, (args.canary_subset, args.stable_subset),
+                       args.header_route, args.pause, authoring.namespace(args.namespace))
+    _emit(obj, args.output)
     return 0

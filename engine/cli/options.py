@@ -27,6 +27,11 @@ def script_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--timeout", type=float, metavar="SECONDS", help="time limit per script run (default 1)")
     group.add_argument("--max-memory", type=int, metavar="MIB", help="memory limit per script run (default 64)")
     group.add_argument("-v", "--verbose", action="store_true", help="show what scripts print() on stderr")
+    argo = parser.add_argument_group("Argo Rollouts")
+    argo.add_argument("--canary-hash", metavar="HASH",
+                      help="rollouts-pod-template-hash of the canary ReplicaSet (subset-level DestinationRules; "
+                           "default: the Rollout's status or its ReplicaSets among the inputs)")
+    argo.add_argument("--stable-hash", metavar="HASH", help="rollouts-pod-template-hash of the stable ReplicaSet")
 
 
 def engine_from_args(args: argparse.Namespace) -> "Engine":
@@ -34,9 +39,11 @@ def engine_from_args(args: argparse.Namespace) -> "Engine":
     from engine.lua.sandbox import stderr_printer
     from engine.routing.render import Engine
 
+    hashes = {"canary": getattr(args, "canary_hash", None), "stable": getattr(args, "stable_hash", None)}
     return Engine(inputs.script_library(args.lua_dir, args.lua_configmap),
                   inputs.sandbox(args.timeout, args.max_memory),
-                  stderr_printer("script: ") if args.verbose else None)
+                  stderr_printer("script: ") if args.verbose else None,
+                  {key: value for key, value in hashes.items() if value})
 
 
 def emit(objects: list[dict], output: str) -> None:

@@ -27,6 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     render_parser.add_argument("--show-input", action="store_true",
                                help="print the obj each script receives (JSON) instead of running the scripts "
                                     "(as graylane script input)")
+    render_parser.add_argument("--all-steps", action="store_true",
+                               help="render every step (with --output-dir: one folder per step)")
+    render_parser.add_argument("--output-dir", metavar="DIR",
+                               help="with --all-steps: write DIR/step-<N>/<Kind>.<namespace>.<name>.yaml "
+                                    "(step-* folders already in DIR are replaced)")
     script_options(render_parser)
     render_parser.set_defaults(handler=run_render)
 
@@ -41,16 +46,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_render(args: argparse.Namespace) -> int:
     from engine.routing.render import render
+    from engine.routing.argo.render import hash_notes
     if args.step is not None and args.step < 1:
         raise InvalidInputError("--step is 1-based and must be at least 1")
+    if args.all_steps != bool(args.output_dir) or (args.all_steps and args.step is not None):
+        raise InvalidInputError("--all-steps and --output-dir go together (and without --step)")
     if args.show_input:
         from engine.cli.script import run_input
 
         return run_input(args)
     documents = read_inputs(args)
-    rendered = render(documents, engine_from_args(args), args.step, output_check(args))
+    engine = engine_from_args(args)
+    if args.all_steps:
+        return _write_all_steps(documents, engine, args.output_dir, output_check(args))
+    rendered = render(documents, engine, args.step, output_check(args))
     print_warnings(w for item in rendered for w in item.warnings)
+    for note in hash_notes(documents, engine):
+        print(note, file=sys.stderr)
     emit([item.body for item in rendered], args.output)
+    return 0
+
+
+def _write_all_steps(documents: list[Document], engine, output_dir: str, check) -> int:
+    import re
+    import shutil
+    from pathlib import Path
+    from engine.routing.steps import render_all_steps, step_files
+    files = step_files(render_all_steps(documents, engine, check))
+    root = Path(output_dir)
+    if root.exists() and not root.is_dir():
+        raise InvalidInputError(f"--output-dir {output_dir}: not a directory")
+    for old in sorted(root.glob("step-*")) if root.exists() else []:
+        if old.is_dir() and re.fullmatch(r"step-\d+", old.name):
+            shutil.rmtree(old)
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    steps = {relative.split("/", 1)[0] for relative in files}
+    print(f"wrote {len(files)} object(s) in {len(steps)} step folder(s) under {output_dir}", file=sys.stderr)
     return 0
 
 

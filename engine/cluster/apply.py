@@ -198,6 +198,10 @@ class Applier:
         """The object as the script wants it, computed from the original (see ``original``)."""
         source = f"cluster {target.namespace}/{target.describe()}"
         document = Document(live, source, 1)
+        if target.routing.argo is not None:  # an Argo Rollout: Argo's steps 1..N from the stored original
+            from engine.routing.argo.render import render_live
+            assert self.engine is not None
+            return render_live(target.routing, document, self.engine, self._argo_dr_host(target), self.check)
         original, result = self.original(target, live)
         if result is None:
             result = self._run(target, original)
@@ -205,6 +209,16 @@ class Applier:
         if self.check:
             self.warnings.extend(self.check(document, body) or [])
         return body
+
+    def _argo_dr_host(self, target: Target) -> Optional[str]:
+        """The live DestinationRule's host, where an Argo Rollout's header and mirror routes send requests."""
+        rule = target.routing.argo.destination_rule
+        if rule is None:
+            return None
+        live = self.cluster.get(self.cluster.resource("networking.istio.io/v1alpha3", "DestinationRule"),
+                                target.namespace, rule["name"])
+        spec = (live or {}).get("spec")
+        return str(spec.get("host") or "") if isinstance(spec, dict) else None
 
     def _backoff(self, attempt: int) -> None:
         delay = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** (attempt - 1)))

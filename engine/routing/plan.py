@@ -16,7 +16,8 @@ from engine.routing.hosts import same_service, service_key
 from engine.routing.render import Engine, OutputCheck, Rendered, render
 from engine.routing.script_input import ORIGINAL_ANNOTATION, original_of, restore_body
 from engine.errors import InvalidInputError
-from engine.routing.strategy import RouteTarget, TrafficStrategy, is_routing_document, is_rollout, plan, rollout_steps
+from engine.routing.strategy import (NO_ROUTING, RouteTarget, TrafficStrategy, is_routing_document, plan,
+                                    step_count)
 
 PROTOCOLS = ("http", "tcp", "tls")
 CANARY_SUBSET = "canary"  # the subset Kruise's and graylane's scripts route a subset-level canary to
@@ -122,6 +123,8 @@ def describe_kruise_match(match: dict) -> str:
 
 
 def describe_strategy(strategy: TrafficStrategy) -> str:
+    if strategy.description:
+        return strategy.description
     parts = []
     if strategy.weight is not None:
         # Kruise's rule, which the built-in scripts follow: matches take precedence over the weight.
@@ -212,6 +215,9 @@ def rule_splits(rendered: Rendered) -> list[RuleSplit]:
 
     def classify(destination: dict) -> str:
         host = str(destination.get("host", ""))
+        if target.subsets is not None:  # Argo's subset-level split names both subsets
+            subset = destination.get("subset")
+            return "canary" if subset == target.subsets[0] else "stable" if subset == target.subsets[1] else "other"
         if subset_level:
             if not same_service(host, target.stable_service, namespace):
                 return "other"
@@ -322,11 +328,12 @@ def plan_steps(documents: list[Document], engine: Engine, check: Optional[Output
     routings = [d for d in documents if is_routing_document(d)]
     others = [d for d in documents if not is_routing_document(d)]
     if not routings:
-        raise InvalidInputError("no TrafficRouting (rollouts.kruise.io/v1alpha1) or Rollout in the inputs")
+        raise InvalidInputError(NO_ROUTING)
     plans: list[StepPlan] = []
     for routing in routings:
-        steps: list[Optional[int]] = list(range(1, len(rollout_steps(routing)) + 1)) if is_rollout(routing) else [None]
-        if only_step is not None and is_rollout(routing):
+        count = step_count(routing)
+        steps: list[Optional[int]] = list(range(1, count + 1)) if count else [None]
+        if only_step is not None and count:
             steps = [only_step]
         for step in steps:
             routing_plan = plan(routing, step)

@@ -15,7 +15,7 @@ from engine.lua.sandbox import LuaSandbox, Script
 from engine.routing.script_input import (ORIGINAL_ANNOTATION, OriginalState, apply_result, build_ingress_input,
                            build_script_input, encode_original, original_of, restore_body)
 from engine.lua.scripts import ScriptLibrary, ingress_key, resource_key
-from engine.routing.strategy import RoutingPlan, TrafficStrategy, is_routing_document, plan
+from engine.routing.strategy import NO_ROUTING, RoutingPlan, TrafficStrategy, is_routing_document, plan
 from engine.routing.names import did_you_mean
 
 #: Checks a script's output: (input object, rendered body, every input as rendered or None) -> the findings to
@@ -31,10 +31,15 @@ class Engine:
     sandbox: LuaSandbox = field(default_factory=LuaSandbox)
     printer: Optional[Callable[[str], None]] = None
 
+    argo_hashes: dict = field(default_factory=dict)  # Argo pod-template hashes given on the command line
+
     def run_network_script(self, key: str, original: OriginalState, strategy: TrafficStrategy,
                            stable_service: str, canary_service: str) -> OriginalState:
+        return self.run_script_input(key, build_script_input(original, strategy, stable_service, canary_service))
+
+    def run_script_input(self, key: str, obj: dict) -> OriginalState:
+        """Run the network script for ``key`` on a prepared ``obj`` (see engine.routing.script_input)."""
         script = self.library.find(key)
-        obj = build_script_input(original, strategy, stable_service, canary_service)
         value = self.sandbox.run(script, obj, self.printer).value
         return network_result(script, value)
 
@@ -101,7 +106,7 @@ def find_object(documents: list[Document], api_version: str, kind: str, name: st
 def routing_plans(documents: list[Document], step: Optional[int] = None) -> list[RoutingPlan]:
     plans = [plan(d, step) for d in documents if is_routing_document(d)]
     if not plans:
-        raise InvalidInputError("no TrafficRouting (rollouts.kruise.io/v1alpha1) or Rollout in the inputs")
+        raise InvalidInputError(NO_ROUTING)
     return plans
 
 
@@ -136,6 +141,10 @@ def _render_all(documents: list[Document], engine: Engine, step: Optional[int]) 
     rendered: list[Rendered] = []
     claimed: dict[int, RoutingPlan] = {}
     for routing in routing_plans(documents, step):
+        if routing.argo is not None:
+            from engine.routing.argo.render import render_rollout
+            rendered.extend(render_rollout(routing, documents, engine, claimed))
+            continue
         namespace = routing.document.namespace
         for target in routing.targets:
             for ref in target.network_refs:

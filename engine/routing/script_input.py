@@ -4,6 +4,9 @@ Mirrors Kruise's LuaData: ``obj.data.{spec,labels,annotations}``, ``canaryWeight
 ``stableWeight`` (100 - canaryWeight, so 101 when unset), ``matches``, ``canaryService``,
 ``stableService``, ``requestHeaderModifier``. Empty optional fields are left out (nil in Lua), as Go's
 ``omitempty`` does, because Kruise scripts test them with ``if obj.matches then``.
+
+Argo Rollouts add one field, ``obj.argo`` (see :func:`build_argo_script_input`); scripts that do not read it
+see a Kruise-shaped ``obj`` and keep working.
 """
 from __future__ import annotations
 
@@ -47,6 +50,24 @@ def build_script_input(original: OriginalState, strategy: TrafficStrategy, stabl
         "stableService": stable_service,
     }
     return _with_routing_fields(obj, strategy)
+
+
+def build_argo_script_input(original: OriginalState, weight: int, stable_service: str, canary_service: str,
+                            argo: dict) -> dict:
+    """``obj`` for one step of an Argo Rollout: the Kruise fields (``canaryWeight`` is the weight in effect)
+    plus ``obj.argo``, the Argo contract (README, "Argo Rollouts"): ``rollout``, ``step``, ``weight``,
+    ``canaryService``/``stableService`` (Argo's, "" when not set), ``canaryHost`` (where header and mirror
+    routes send requests), ``virtualService`` (this object's entry: name, routes, tlsRoutes, tcpRoutes),
+    ``destinationRule`` (name, host, canarySubsetName, stableSubsetName), ``managedRoutes`` (names),
+    ``setHeaderRoute``/``setMirrorRoute`` (this step's, as written) and ``canaryHash``/``stableHash``."""
+    return {
+        "data": original.to_data(),
+        "canaryWeight": weight,
+        "stableWeight": 100 - weight,
+        "canaryService": canary_service,
+        "stableService": stable_service,
+        "argo": {key: value for key, value in argo.items() if value is not None},
+    }
 
 
 def _with_routing_fields(obj: dict, strategy: TrafficStrategy) -> dict:

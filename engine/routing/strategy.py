@@ -13,11 +13,14 @@ from engine.documents import Document
 from engine.fields import as_list as _list
 from engine.fields import as_map as _map
 from engine.fields import as_string as _string
+from engine.routing.argo.rollout import is_argo_rollout, read_rollout, routes_with_istio
 
 ROLLOUTS_GROUP = "rollouts.kruise.io"
 HEADER_TYPES = ("Exact", "RegularExpression")
 PATH_TYPES = ("Exact", "PathPrefix", "RegularExpression")
 MAX_MATCHES = 16
+NO_ROUTING = ("no TrafficRouting (rollouts.kruise.io/v1alpha1), Argo Rollout (argoproj.io/v1alpha1 with "
+              "trafficRouting.istio) or Rollout in the inputs")
 _TRAFFIC = re.compile(r"^\s*(\d{1,3})\s*%\s*$")
 
 
@@ -28,6 +31,7 @@ class TrafficStrategy:
     weight: Optional[int] = None
     matches: list[dict] = field(default_factory=list)
     request_header_modifier: Optional[dict] = None
+    description: Optional[str] = None  # what the step does, when weight and matches do not say it (Argo)
 
     @property
     def routes_traffic(self) -> bool:
@@ -53,6 +57,7 @@ class RouteTarget:
     network_refs: list[NetworkRef]
     ingress: Optional[dict]
     field: str
+    subsets: Optional[tuple[str, str]] = None  # (canary, stable) subset names of an Argo subset-level split
 
 
 @dataclass
@@ -62,6 +67,7 @@ class RoutingPlan:
     strategy: TrafficStrategy
     step: Optional[int]  # 1-based; None for a TrafficRouting
     step_count: int
+    argo: Any = None     # the ArgoRollout (engine.routing.argo) of an argoproj.io Rollout
 
 
 def is_traffic_routing(document: Document) -> bool:
@@ -84,7 +90,15 @@ def delegates_traffic(document: Document) -> bool:
 
 
 def is_routing_document(document: Document) -> bool:
-    return is_traffic_routing(document) or (is_rollout(document) and not delegates_traffic(document))
+    return (is_traffic_routing(document) or (is_rollout(document) and not delegates_traffic(document))
+            or (is_argo_rollout(document) and routes_with_istio(document)))
+
+
+def step_count(document: Document) -> int:
+    """How many steps a Rollout (Kruise or Argo) has; 0 for a TrafficRouting."""
+    if is_argo_rollout(document):
+        return len(read_rollout(document).steps)
+    return len(rollout_steps(document)) if is_rollout(document) else 0
 
 
 def parse_weight(document: Document, value: Any, path: str) -> Optional[int]:
@@ -235,6 +249,9 @@ def rollout_steps(document: Document) -> list[TrafficStrategy]:
 
 def plan(document: Document, step: Optional[int] = None) -> RoutingPlan:
     """The routing plan of a TrafficRouting, or of one step (1-based, default 1) of a Rollout."""
+    if is_argo_rollout(document):
+        from engine.routing.argo.render import argo_plan
+        return argo_plan(read_rollout(document), 1 if step is None else step)
     spec = _map(document, document.body.get("spec"), "spec", required=True)
     if is_traffic_routing(document):
         strategy_source = _map(document, spec.get("strategy"), "spec.strategy")

@@ -12,6 +12,7 @@ from engine.routing.hosts import service_key
 from engine.routing.render import Engine, render, rendered_documents
 from engine.checks.workloads import labels_of, rollout_canary_workloads, selects
 from engine.fulllink.simulate.mesh import Mesh
+from engine.routing.argo.rollout import is_argo_rollout, routes_with_istio
 from engine.routing.strategy import is_rollout, is_traffic_routing
 
 CALLS_ANNOTATION = "graylane.io/calls"
@@ -21,11 +22,13 @@ PROPAGATE_ANNOTATION = "graylane.io/propagate-headers"
 def rendered_state(documents: list, engine: Engine, step: Optional[int] = None) -> tuple[list, list]:
     """The documents with every network object a TrafficRouting (or a Rollout with trafficRoutings) routes
     replaced by its rendered form; and the names of what was rendered. Rollouts that leave traffic to a
-    TrafficRouting (trafficRoutingRef or the rollouts.kruise.io/trafficrouting annotation) are not rendered."""
-    routings = [d for d in documents if is_traffic_routing(d) or (is_rollout(d) and _rollout_routes(d))]
+    TrafficRouting (trafficRoutingRef or the rollouts.kruise.io/trafficrouting annotation) are not rendered.
+    Argo Rollouts with trafficRouting.istio are rendered at the step, as Argo's controller leaves them."""
+    routings = [d for d in documents if is_traffic_routing(d) or (is_rollout(d) and _rollout_routes(d))
+                or (is_argo_rollout(d) and routes_with_istio(d))]
     if not routings:
         return documents, []
-    others = [d for d in documents if not (is_traffic_routing(d) or is_rollout(d))]
+    others = [d for d in documents if not (is_traffic_routing(d) or is_rollout(d) or is_argo_rollout(d))]
     rendered = render(routings + others, engine, step)
     result = rendered_documents(documents, rendered)
     names = [f"{item.source.kind} {item.source.namespace or 'default'}/{item.source.name}" for item in rendered]

@@ -17,6 +17,366 @@
 --   only inserts the lane rules and leaves the weights alone. Rules with matches that this script did
 --   not create are left alone.
 
+-- ======================================================================================================
+-- Argo Rollouts (argoproj.io/v1alpha1 Rollout, canary.trafficRouting.istio): dispatched on obj.argo.
+-- One call is one reconcile of Argo's Istio controller at one step, on the object as the previous step
+-- left it: setHeaderRoute, then setMirrorRoute, then setWeight (Argo's order). Argo's rules are kept:
+-- which routes are patched (named routes, or the single/first unnamed one; tcpRoutes/tlsRoutes by port
+-- and sniHosts, else the first), destinations matched by the first label of their host or by subset,
+-- other weighted destinations dropped, managed routes on top in managedRoutes order. Fix: Argo drops
+-- destinations by shifting indexes, which can duplicate the canary; here each one is dropped exactly.
+-- ======================================================================================================
+local function argoFail(message) error(message, 0) end
+
+local function argoName(rule)
+  return type(rule) == "table" and type(rule.name) == "string" and rule.name or ""
+end
+
+-- Argo's getHost: the host up to its first dot ("" when it starts with a dot).
+local function argoHost(destination)
+  local host = type(destination) == "table" and destination.host
+  if type(host) ~= "string" then return "" end
+  local dot = host:find(".", 1, true)
+  if dot == nil then return host end
+  return host:sub(1, dot - 1)
+end
+
+local function argoSubset(destination)
+  return type(destination) == "table" and type(destination.subset) == "string" and destination.subset or ""
+end
+
+local function argoContains(list, value)
+  for _, item in ipairs(list or {}) do if item == value then return true end end
+  return false
+end
+
+-- Indexes of the http rules setWeight patches (Argo's getHttpRouteIndexesToPatch).
+local function argoHttpIndexes(names, rules)
+  if #names == 0 then
+    if #rules == 1 then return {1} end
+    for i, rule in ipairs(rules) do
+      if argoName(rule) == "" then return {i} end
+    end
+  end
+  local indexes = {}
+  for _, name in ipairs(names) do
+    local found
+    for i, rule in ipairs(rules) do
+      if argoName(rule) == name then found = i break end
+    end
+    if not found then argoFail("HTTP Route '" .. name .. "' is not found in the defined Virtual Service.") end
+    indexes[#indexes + 1] = found
+  end
+  return indexes
+end
+
+-- The single port of a tcp/tls rule's matches (0 when none), nil when it names several.
+local function argoRulePort(rule)
+  local port, count = nil, 0
+  local seen = {}
+  for _, match in ipairs(type(rule.match) == "table" and rule.match or {}) do
+    local p = tonumber(match.port) or 0
+    if not seen[p] then seen[p] = true; count = count + 1; port = p end
+  end
+  if count > 1 then return nil end
+  return port or 0
+end
+
+local function argoSameHosts(wanted, rule)
+  local have, count = {}, 0
+  for _, match in ipairs(type(rule.match) == "table" and rule.match or {}) do
+    for _, host in ipairs(type(match.sniHosts) == "table" and match.sniHosts or {}) do
+      if not have[host] then have[host] = true; count = count + 1 end
+    end
+  end
+  if #wanted ~= count then return false end
+  local left = {}
+  for _, host in ipairs(wanted) do left[host] = true end
+  for host in pairs(have) do if not left[host] then return false end end
+  return true
+end
+
+-- Indexes of the tcp/tls rules setWeight patches: by port (and sniHosts), else the first rule.
+local function argoL4Indexes(protocol, selectors, rules)
+  if #selectors == 0 then return {1} end
+  local indexes = {}
+  for _, selector in ipairs(selectors) do
+    local found = false
+    for i, rule in ipairs(rules) do
+      local port = argoRulePort(rule)
+      if port ~= nil and port == (tonumber(selector.port) or 0)
+          and (protocol == "tcp" or argoSameHosts(selector.sniHosts or {}, rule)) then
+        indexes[#indexes + 1] = i
+        found = true
+      end
+    end
+    if not found then
+      argoFail("No matching " .. string.upper(protocol) .. " routes found in the defined Virtual Service.")
+    end
+  end
+  return indexes
+end
+
+-- Argo's validateVirtualServiceRouteDestinations: the route must hold both the stable and the canary.
+local function argoValidateDestinations(argo, entries)
+  local dr = argo.destinationRule
+  local hasStable, hasCanary = false, false
+  for _, entry in ipairs(entries) do
+    local destination = type(entry) == "table" and entry.destination
+    if dr then
+      local subset = argoSubset(destination)
+      if (dr.stableSubsetName or "") ~= "" and subset == dr.stableSubsetName then hasStable = true end
+      if (dr.canarySubsetName or "") ~= "" and subset == dr.canarySubsetName then hasCanary = true end
+    else
+      local host = argoHost(destination)
+      if (argo.stableService or "") ~= "" and host == argo.stableService then hasStable = true end
+      if (argo.canaryService or "") ~= "" and host == argo.canaryService then hasCanary = true end
+    end
+  end
+  if dr then
+    if not hasCanary then argoFail("Canary DestinationRule subset '" .. (dr.canarySubsetName or "") .. "' not found in route") end
+    if not hasStable then argoFail("Stable DestinationRule subset '" .. (dr.stableSubsetName or "") .. "' not found in route") end
+  else
+    if not hasCanary then argoFail("Canary Service '" .. (argo.canaryService or "") .. "' not found in route") end
+    if not hasStable then argoFail("Stable Service '" .. (argo.stableService or "") .. "' not found in route") end
+  end
+end
+
+local function argoManagedNames(argo)
+  local names = {}
+  for _, route in ipairs(argo.managedRoutes or {}) do names[#names + 1] = route end
+  return names
+end
+
+local function argoUnmanagedCount(argo, rules)
+  local managed, count = argoManagedNames(argo), 0
+  for _, rule in ipairs(rules) do
+    if not argoContains(managed, argoName(rule)) then count = count + 1 end
+  end
+  return count
+end
+
+local function argoRoutes(rule)
+  return type(rule) == "table" and type(rule.route) == "table" and rule.route or {}
+end
+
+-- Argo's processRoutes: canary gets the weight, stable the rest, other weighted destinations go.
+local function argoSetRouteWeights(argo, rule, weight)
+  local dr = argo.destinationRule or {}
+  local additional = dr.additionalSubsetNames or {}
+  local stableWeight = 100 - weight
+  for _, entry in ipairs(argoRoutes(rule)) do
+    if argoSubset(entry.destination) ~= "" and argoContains(additional, argoSubset(entry.destination)) then
+      stableWeight = stableWeight - (tonumber(entry.weight) or 0)
+    end
+  end
+  if stableWeight < 0 then stableWeight = 0 end
+  local kept = {}
+  for _, entry in ipairs(argoRoutes(rule)) do
+    local host, subset = argoHost(entry.destination), argoSubset(entry.destination)
+    local current = tonumber(entry.weight) or 0
+    local keep = true
+    if host ~= "" then
+      if host == argo.canaryService or (subset ~= "" and subset == dr.canarySubsetName) then
+        if current ~= weight then entry.weight = weight end
+      elseif host == argo.stableService or (subset ~= "" and subset == dr.stableSubsetName) then
+        if current ~= stableWeight then entry.weight = stableWeight end
+      elseif not argoContains(additional, subset) or subset == "" then
+        keep = (current == 0)
+      end
+    end
+    if keep then kept[#kept + 1] = entry end
+  end
+  if #kept ~= #argoRoutes(rule) then rule.route = kept end
+end
+
+local function argoOrderRoutes(argo, s)
+  if argo.managedRoutes == nil or type(s.http) ~= "table" then return end
+  local managed = argoManagedNames(argo)
+  local ordered = {}
+  for _, name in ipairs(managed) do
+    for _, rule in ipairs(s.http) do
+      if argoName(rule) == name then ordered[#ordered + 1] = rule end
+    end
+  end
+  for _, rule in ipairs(s.http) do
+    if not argoContains(managed, argoName(rule)) then ordered[#ordered + 1] = rule end
+  end
+  s.http = ordered
+end
+
+local function argoSetWeight(argo, s)
+  local vs = argo.virtualService
+  local weight = argo.weight
+  local modified = false
+  local function patch(rule)
+    local before = json.encode(rule.route)
+    argoSetRouteWeights(argo, rule, weight)
+    if json.encode(rule.route) ~= before then modified = true end
+  end
+  if type(s.http) == "table" then
+    local names = vs.routes or {}
+    for _, i in ipairs(argoHttpIndexes(names, s.http)) do argoValidateDestinations(argo, argoRoutes(s.http[i])) end
+    if #names == 0 and argoUnmanagedCount(argo, s.http) > 1 then
+      argoFail("spec.http[] should be set in VirtualService and it must have exactly one route when omitting "
+        .. "spec.strategy.canary.trafficRouting.istio.virtualService.routes")
+    end
+  end
+  for _, protocol in ipairs({"tls", "tcp"}) do
+    if type(s[protocol]) == "table" then
+      local selectors = (protocol == "tls" and vs.tlsRoutes or vs.tcpRoutes) or {}
+      for _, i in ipairs(argoL4Indexes(protocol, selectors, s[protocol])) do
+        if s[protocol][i] == nil then argoFail("spec." .. protocol .. " has no route " .. i - 1) end
+        argoValidateDestinations(argo, argoRoutes(s[protocol][i]))
+      end
+      if #selectors == 0 and #s[protocol] > 1 then
+        argoFail("spec." .. protocol .. "[] should be set in VirtualService and it must have exactly one route "
+          .. "when omitting spec.strategy.canary.trafficRouting.istio.virtualService." .. protocol .. "Routes")
+      end
+    end
+  end
+  if type(s.http) == "table" then
+    local names = {}
+    for _, name in ipairs(vs.routes or {}) do names[#names + 1] = name end
+    if argo.managedRoutes ~= nil then  -- managed mirror routes follow the weights too
+      for _, rule in ipairs(s.http) do
+        if rule.mirror ~= nil and argoContains(argo.managedRoutes, argoName(rule)) then
+          names[#names + 1] = argoName(rule)
+        end
+      end
+    end
+    local ok, indexes = pcall(argoHttpIndexes, names, s.http)
+    for _, i in ipairs(ok and indexes or {}) do patch(s.http[i]) end
+  end
+  for _, protocol in ipairs({"tls", "tcp"}) do
+    if type(s[protocol]) == "table" then
+      local selectors = (protocol == "tls" and vs.tlsRoutes or vs.tcpRoutes) or {}
+      for _, i in ipairs(argoL4Indexes(protocol, selectors, s[protocol])) do patch(s[protocol][i]) end
+    end
+  end
+  if modified then argoOrderRoutes(argo, s) end
+end
+
+local function argoRemoveRoute(s, name)
+  if type(s.http) ~= "table" then argoFail("spec.http not found") end
+  local kept = {}
+  for _, rule in ipairs(s.http) do
+    if argoName(rule) ~= name then kept[#kept + 1] = rule end
+  end
+  s.http = kept
+end
+
+-- The destinations of the route setWeight patches, or nil (Argo's getVirtualServiceSetWeightRoute).
+local function argoWeightRoute(argo, s)
+  local ok, indexes = pcall(argoHttpIndexes, argo.virtualService.routes or {}, s.http)
+  if not ok then return nil, indexes end
+  if #indexes == 0 then return nil end
+  return argoRoutes(s.http[indexes[1]])
+end
+
+local function argoPort(entries)
+  local first = entries and entries[1]
+  local port = first and type(first.destination) == "table" and first.destination.port
+  if type(port) == "table" and tonumber(port.number) and tonumber(port.number) > 0 then
+    return {number = tonumber(port.number)}
+  end
+  return nil
+end
+
+local function argoCanaryDestination(argo, port)
+  local destination = {host = argo.canaryHost}
+  if port then destination.port = port end
+  local subset = argo.destinationRule and argo.destinationRule.canarySubsetName or ""
+  if subset ~= "" then destination.subset = subset end
+  return destination
+end
+
+local function argoStringMatch(value)
+  local result = {}
+  for _, key in ipairs({"exact", "prefix", "regex"}) do
+    if type(value) == "table" and value[key] ~= nil and value[key] ~= "" then result[key] = value[key] end
+  end
+  return result
+end
+
+local function argoSetHeaderRoute(argo, s, headerRoute)
+  argoRemoveRoute(s, headerRoute.name or "")
+  if headerRoute.match == nil then return end
+  local matches = {}
+  for _, m in ipairs(headerRoute.match) do
+    if type(m.headerValue) ~= "table" then argoFail("setHeaderRoute " .. (headerRoute.name or "") .. ": headerValue is required") end
+    matches[#matches + 1] = {headers = {[m.headerName or ""] = argoStringMatch(m.headerValue)}}
+  end
+  local entries = argoWeightRoute(argo, s)
+  local destination = argoCanaryDestination(argo, argoPort(entries))
+  table.insert(s.http, {name = headerRoute.name, match = matches, route = {{destination = destination, weight = 100}}})
+end
+
+-- A copy of a route destination with only the fields Argo's typed copy keeps.
+local function argoTypedEntry(entry)
+  local destination, copy = type(entry.destination) == "table" and entry.destination or {}, {}
+  local typed = {}
+  if type(destination.host) == "string" and destination.host ~= "" then typed.host = destination.host end
+  if argoSubset(destination) ~= "" then typed.subset = destination.subset end
+  if type(destination.port) == "table" then
+    typed.port = {}
+    if (tonumber(destination.port.number) or 0) ~= 0 then typed.port.number = tonumber(destination.port.number) end
+  end
+  copy.destination = typed
+  if (tonumber(entry.weight) or 0) ~= 0 then copy.weight = tonumber(entry.weight) end
+  return copy
+end
+
+local function argoSetMirrorRoute(argo, s, mirrorRoute)
+  argoRemoveRoute(s, mirrorRoute.name or "")
+  if mirrorRoute.match == nil then return end
+  local entries, err = argoWeightRoute(argo, s)
+  if err then argoFail(err) end
+  if entries == nil or #entries == 0 then
+    argoFail("setMirrorRoute " .. (mirrorRoute.name or "") .. ": no route for setWeight to copy the weights from")
+  end
+  local matches = {}
+  for _, m in ipairs(mirrorRoute.match) do
+    local match = {}
+    if m.method ~= nil then match.method = argoStringMatch(m.method) end
+    if m.path ~= nil then match.uri = argoStringMatch(m.path) end
+    if type(m.headers) == "table" and next(m.headers) ~= nil then
+      match.headers = {}
+      for name, value in pairs(m.headers) do match.headers[name] = argoStringMatch(value) end
+    end
+    matches[#matches + 1] = match
+  end
+  local route = {}
+  for i, entry in ipairs(entries) do route[i] = argoTypedEntry(entry) end
+  local mirror = argoCanaryDestination(argo, nil)
+  local first = entries[1].destination
+  if type(first) == "table" and type(first.port) == "table" then
+    mirror.port = {}
+    if (tonumber(first.port.number) or 0) ~= 0 then mirror.port.number = tonumber(first.port.number) end
+  end
+  local percentage = mirrorRoute.percentage
+  if percentage == nil then percentage = 100 end
+  table.insert(s.http, 1, {name = mirrorRoute.name, match = matches, route = route, mirror = mirror,
+                           mirrorPercentage = {value = percentage}})
+end
+
+local function argoRender(argo, data)
+  local s = data.spec
+  if argo.setHeaderRoute then
+    argoSetHeaderRoute(argo, s, argo.setHeaderRoute)
+    argoOrderRoutes(argo, s)
+  end
+  if argo.setMirrorRoute then
+    argoSetMirrorRoute(argo, s, argo.setMirrorRoute)
+    argoOrderRoutes(argo, s)
+  end
+  argoSetWeight(argo, s)
+  return {spec = s, labels = data.labels, annotations = data.annotations}
+end
+
+if obj.argo then return argoRender(obj.argo, obj.data) end
+-- ================================== end of the Argo Rollouts block ===================================
+
 local spec = obj.data.spec
 local stable = obj.stableService
 local canary = obj.canaryService
