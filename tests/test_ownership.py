@@ -8,7 +8,7 @@ import json
 import pytest
 
 from engine.lua.scripts import ScriptLibrary, builtin_layer
-from engine.routing.ownership import fold_original, owned_paths, strip_owned
+from engine.routing.ownership import fold_original
 from engine.routing.render import Engine
 from engine.routing.script_input import ORIGINAL_ANNOTATION, OriginalState, apply_result, encode_original
 from engine.routing.strategy import TrafficStrategy
@@ -87,18 +87,6 @@ def test_a_service_level_canary_is_recognised_by_its_host():
     live = rendered(VS, MATCH, stable="mocka", canary="mocka-canary")
     assert live["spec"]["http"][0]["route"][0]["destination"]["host"] == "mocka-canary"
     assert fold_original(live, None, "mocka", "mocka-canary").spec == VS["spec"]
-    assert strip_owned(live, "mocka", "mocka-canary")["spec"] == VS["spec"]
-
-
-def test_strip_owned_removes_what_owned_paths_name():
-    live = rendered(VS, MATCH)
-    stripped = strip_owned(live, "mocka", "mocka")
-    assert stripped["spec"] == VS["spec"] and ORIGINAL_ANNOTATION not in stripped["metadata"]["annotations"]
-    paths = owned_paths("VirtualService", "mocka", "mocka")
-    assert paths[0] == f'.metadata.annotations["{ORIGINAL_ANNOTATION}"]'
-    assert '.spec.http[]? | select(any(.route[]?; ((.destination.host // "") | split(".")[0]) == "mocka" and ' \
-           '.destination.subset == "canary"))' in paths
-    assert owned_paths("DestinationRule", "mocka", "mocka")[1] == '.spec.subsets[]? | select(.name == "canary")'
 
 
 def test_script_set_labels_go_back_but_other_writers_labels_stay():

@@ -1,18 +1,16 @@
-"""What graylane owns on the objects it routes, stated once for everyone who needs it.
+"""What graylane owns on the objects it routes, recognised by shape on the live object (the controller's view).
 
 graylane shares VirtualServices and DestinationRules with other writers (GitOps syncs, people, other
 controllers). It owns only what a strategy adds: on a VirtualService the rules that route to the canary (the
 lane rules a match inserts, and the rule whose weights a canary weight splits), on a DestinationRule the
 canary subset, and on both the stored-original annotation. Everything else belongs to the other writers.
 
-Three users share this one statement:
-- ``owned_paths``: the same ownership as Argo CD ``jqPathExpressions`` (``graylane argocd`` turns them into
-  ``ignoreDifferences``, so a self-healing sync leaves graylane's parts alone);
-- ``strip_owned``: an object without graylane's parts, as Argo CD compares it after those expressions;
-- ``fold_original``: the original to store and restore: the live object with graylane's parts replaced by
-  the stored original's (or dropped when the original had none), so other writers' edits survive
-  re-assertion and deletion, and graylane's own additions are recognised on sight even when the annotation
-  is gone (so a strategy is never applied twice).
+The controller uses it to keep the original it stores and restores (``fold_original``): the live object with
+graylane's parts replaced by the stored original's (or dropped when the original had none), so other writers'
+edits survive re-assertion and deletion, and graylane's own additions are recognised on sight even when the
+annotation is gone (so a strategy is never applied twice). What a GitOps tool should ignore is not stated here:
+``graylane argocd`` (engine.routing.gitops) computes it from what rendering every step actually changes, so it
+also covers Kruise's and Argo Rollouts' changes and names list items by what identifies them in git.
 
 Recognition is by shape, not by name, so the scripts' output format stays Kruise's: a rule is graylane's
 when one of its routes goes to the canary (the canary service, or subset ``canary`` of the stable service
@@ -21,7 +19,6 @@ when both services are the same), a subset is graylane's when it is named ``cana
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any, Optional
 
 from engine.routing.script_input import ORIGINAL_ANNOTATION, OriginalState
@@ -54,42 +51,6 @@ def routes_to_canary(rule: Any, stable: str, canary: str) -> bool:
     return isinstance(rule, dict) and any(isinstance(route, dict) and
                                           is_canary_destination(route.get("destination"), stable, canary)
                                           for route in rule.get("route") or [])
-
-
-def _jq_string(value: str) -> str:
-    return json.dumps(value)
-
-
-def owned_paths(kind: str, stable: str, canary: str) -> list[str]:
-    """Argo CD ``jqPathExpressions`` selecting exactly what ``strip_owned`` removes from a ``kind`` object."""
-    paths = [f".metadata.annotations[{_jq_string(ORIGINAL_ANNOTATION)}]"]
-    if kind == "VirtualService":
-        short = (stable if canary == stable else canary).split(".")[0]
-        condition = f'((.destination.host // "") | split(".")[0]) == {_jq_string(short)}'
-        if canary == stable:
-            condition += f" and .destination.subset == {_jq_string(CANARY_SUBSET)}"
-        paths += [f".spec.{protocol}[]? | select(any(.route[]?; {condition}))" for protocol in ROUTE_PROTOCOLS]
-    elif kind == "DestinationRule":
-        paths.append(f".spec.subsets[]? | select(.name == {_jq_string(CANARY_SUBSET)})")
-    return paths
-
-
-def strip_owned(body: dict, stable: str, canary: str) -> dict:
-    """A copy of ``body`` without what graylane owns (what Argo CD ignores with ``owned_paths``)."""
-    result = copy.deepcopy(body)
-    annotations = (result.get("metadata") or {}).get("annotations")
-    if isinstance(annotations, dict):
-        annotations.pop(ORIGINAL_ANNOTATION, None)
-    spec = result.get("spec")
-    if not isinstance(spec, dict):
-        return result
-    if body.get("kind") == "VirtualService":
-        for protocol in ROUTE_PROTOCOLS:
-            if isinstance(spec.get(protocol), list):
-                spec[protocol] = [r for r in spec[protocol] if not routes_to_canary(r, stable, canary)]
-    elif body.get("kind") == "DestinationRule" and isinstance(spec.get("subsets"), list):
-        spec["subsets"] = [s for s in spec["subsets"] if not (isinstance(s, dict) and s.get("name") == CANARY_SUBSET)]
-    return result
 
 
 def _without_canary_routes(rule: dict, stable: str, canary: str) -> dict:

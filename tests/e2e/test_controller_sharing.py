@@ -1,7 +1,7 @@
 """The controller shares its objects with other writers (issue #17, part 1), against a real kube-apiserver:
 graylane re-asserts only what its strategy owns (engine.routing.ownership), folds everyone else's edits into
 the stored original, recognises its own additions without the annotation, and settles with a self-healing
-GitOps writer that ignores graylane's paths."""
+GitOps writer that ignores exactly what ``graylane argocd ignore-differences`` prints, as Argo CD does."""
 from __future__ import annotations
 
 import copy
@@ -11,9 +11,11 @@ import time
 
 import pytest
 
+from argocdlib import entry_for, normalize, with_live_ignored
 from clusterlib import (ORIGINAL, TR_API, has_canary_rule, network_objects, phase, routing, state, tr,
-                        wait_for, writes_by)
-from engine.routing.ownership import CANARY_SUBSET, routes_to_canary, strip_owned
+                        wait_for, write_yaml, writes_by)
+from engine.routing.ownership import CANARY_SUBSET, routes_to_canary
+from helpers import run_graylane
 
 pytestmark = pytest.mark.e2e
 
@@ -88,49 +90,55 @@ def test_a_dropped_annotation_does_not_apply_the_strategy_twice(kube, kube_names
         assert state(kube.get(created[name]["kind"], ns, name)) == state(created[name])
 
 
-class SelfHealer:
-    """A GitOps tool with self-heal on and graylane's paths ignored (Argo CD with the ignoreDifferences of
-    ``graylane argocd`` and RespectIgnoreDifferences): whenever the live object differs from git outside
-    graylane's paths, it writes git's version, keeping the live values of graylane's paths."""
+def argocd_entries(tmp_path, git: dict, routing_body: dict) -> list[dict]:
+    """The ignoreDifferences ``graylane argocd ignore-differences`` prints for git's objects and routing."""
+    source = write_yaml(tmp_path / f"git-{len(list(tmp_path.iterdir()))}.yaml", [*git.values(), routing_body])
+    result = run_graylane("argocd", "ignore-differences", "-f", str(source), "-o", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["spec"]["ignoreDifferences"]
 
-    def __init__(self, kube_env, namespace: str, git: dict):
+
+def compared(body: dict) -> dict:
+    """What a GitOps sync compares: the spec, and the labels and annotations git can set."""
+    meta = body.get("metadata") or {}
+    return {"metadata": {k: meta[k] for k in ("labels", "annotations") if meta.get(k)}, "spec": body.get("spec")}
+
+
+class SelfHealer:
+    """Argo CD with self-heal on, the ignoreDifferences of ``graylane argocd`` and RespectIgnoreDifferences:
+    whenever the live object differs from git outside the ignored paths (argocdlib.normalize), it writes git's
+    version with the live values at the ignored paths (argocdlib.with_live_ignored)."""
+
+    def __init__(self, kube_env, namespace: str, git: dict, entries: list[dict]):
         from kubernetes import client
         self.api = kube_env.api_client()
         self.api.user_agent = "self-healer"
         self.custom = client.CustomObjectsApi(self.api)
-        self.namespace, self.git = namespace, git
+        self.namespace = namespace
+        self.desired = (git, entries)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
-    def _desired(self, git: dict, live: dict) -> dict:
-        wanted = copy.deepcopy(git)
-        wanted["metadata"] = {**copy.deepcopy(live["metadata"]), "labels": copy.deepcopy(git["metadata"].get("labels")),
-                              "annotations": copy.deepcopy(git["metadata"].get("annotations") or {})}
-        if ORIGINAL in (live["metadata"].get("annotations") or {}):
-            wanted["metadata"]["annotations"][ORIGINAL] = live["metadata"]["annotations"][ORIGINAL]
-        if git["kind"] == "VirtualService":
-            owned = [r for r in live["spec"].get("http") or [] if routes_to_canary(r, "mocka", "mocka")]
-            wanted["spec"]["http"] = owned + wanted["spec"]["http"]
-        else:
-            owned = [s for s in live["spec"].get("subsets") or [] if s.get("name") == CANARY_SUBSET]
-            wanted["spec"]["subsets"] = wanted["spec"]["subsets"] + owned
-        return wanted
-
     def _loop(self) -> None:
         from kubernetes.client.exceptions import ApiException
         while not self.stop.wait(0.3):
-            for git in list(self.git.values()):
+            git_objects, entries = self.desired  # a git commit carries the manifests and the Application
+            for git in git_objects.values():
                 plural = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules"}[git["kind"]]
                 name = git["metadata"]["name"]
                 live = self.custom.get_namespaced_custom_object("networking.istio.io", "v1beta1", self.namespace,
                                                                 plural, name)
-                if strip_owned(live, "mocka", "mocka")["spec"] == strip_owned(git, "mocka", "mocka")["spec"] and \
-                        (live["metadata"].get("labels") or None) == (git["metadata"].get("labels") or None):
+                entry = entry_for(entries, git)
+                if normalize(compared(live), entry) == normalize(compared(git), entry):
                     continue
+                wanted = with_live_ignored(compared(git), compared(live), entry)
+                body = {**copy.deepcopy(git), "spec": wanted["spec"],
+                        "metadata": {**{k: v for k, v in live["metadata"].items()
+                                        if k not in ("labels", "annotations")}, **wanted["metadata"]}}
                 try:
                     self.custom.replace_namespaced_custom_object("networking.istio.io", "v1beta1", self.namespace,
-                                                                 plural, name, self._desired(git, live))
+                                                                 plural, name, body)
                 except ApiException as exc:
                     if exc.status != 409:
                         raise
@@ -141,7 +149,7 @@ class SelfHealer:
         self.api.close()
 
 
-def test_a_self_healing_writer_and_the_controller_settle(kube, kube_env, kube_namespace, controllers):
+def test_a_self_healing_writer_and_the_controller_settle(kube, kube_env, kube_namespace, controllers, tmp_path):
     ns = kube_namespace
     created = network_objects(kube, ns, "mocka.yaml")
     git = {name: {k: v for k, v in body.items() if k in ("apiVersion", "kind", "spec")}
@@ -149,7 +157,12 @@ def test_a_self_healing_writer_and_the_controller_settle(kube, kube_env, kube_na
     controllers(ns, "--identity", "settle")
     kube.create(routing(ns))
     wait_for(lambda: phase(kube, ns) == "Progressing", what="Progressing")
-    healer = SelfHealer(kube_env, ns, git)
+    entries = argocd_entries(tmp_path, git, routing(ns))
+    assert [(e["name"], e.get("jqPathExpressions")) for e in entries] == [
+        ("dr-mocka", ['.spec.subsets[] | select(.name == "canary")']),
+        ("vs-mocka", ['.spec.http[] | select(del(.route) == '
+                      '{"match":[{"headers":{"my-request-id":{"exact":"canary"}}}]})'])]
+    healer = SelfHealer(kube_env, ns, git, entries)
     try:
         def quiet(since: str, seconds: float = 4.0) -> tuple[list, list]:
             time.sleep(seconds)
@@ -164,7 +177,7 @@ def test_a_self_healing_writer_and_the_controller_settle(kube, kube_env, kube_na
         changed["vs-mocka"]["spec"]["http"][0]["timeout"] = "5s"
         changed["dr-mocka"]["spec"]["subsets"].append(V3_SUBSET)
         start = _now(kube_env)
-        healer.git = changed
+        healer.desired = (changed, argocd_entries(tmp_path, changed, routing(ns)))
         wait_for(lambda: ADMIN_RULE in stored_original(kube.get("VirtualService", ns, "vs-mocka"))["spec"]["http"],
                  what="the git change in the stored original")
         ours, theirs = quiet(start, 6.0)
