@@ -61,6 +61,10 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("GL0304", "CanarySubsetUndefined", WARNING, "a TrafficRouting (or a Rollout with "
          "disableGenerateCanaryService) routes to the service's subset \"canary\", but no DestinationRule of the "
          "service is referenced or defines that subset (requests to it would fail with 503)"),
+    Code("GL0305", "WeightIgnoredByMatches", WARNING, "a TrafficRouting strategy or Rollout step sets both a weight "
+         "(traffic) and matches; matches take precedence (as in Kruise), so the weight is ignored"),
+    Code("GL0306", "MatchFieldNotPortable", WARNING, "a rollouts.kruise.io/v1alpha1 TrafficRouting or Rollout match "
+         "uses path or queryParams; graylane reads them, but Kruise's v1alpha1 API keeps only headers and drops them"),
     Code("GL0401", "LaneLeak", ERROR, "an http rule that routes to a service's canary (subset canary or gray, or a "
          "*-canary host) catches requests that the rules after it would send to another service (or answer with "
          "404, a redirect or a direct response)"),
