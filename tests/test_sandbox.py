@@ -153,3 +153,104 @@ def test_luajit_runtime_for_envoy_code():
     with pytest.raises(ScriptError) as caught:
         run(jit, "local t = {} while true do t[#t + 1] = {} end")
     assert caught.value.reason == "memory"
+
+
+# -- Coverage and error reports (graylane test --coverage, the caret and traceback of a script error) --------
+
+@pytest.fixture(scope="module", params=["process", "inline"])
+def either(request) -> LuaSandbox:
+    """Both isolations: the lines and frames cross the worker's pipe as plain data, or come straight back."""
+    box = LuaSandbox(timeout=0.3, isolation=request.param)
+    yield box
+    box.close()
+
+
+def covered(box: LuaSandbox, source: str, obj=None) -> tuple[set[int], ScriptError | None]:
+    lines: set[int] = set()
+    try:
+        box.run(Script("cov", source, "cov.lua"), {} if obj is None else obj, lines=lines)
+    except ScriptError as error:
+        return lines, error
+    return lines, None
+
+
+def test_coverage_lines_are_the_script_chunks_own(either):
+    from engine.lua.coverage import executable_lines
+
+    source = "local x = obj.n\nif x > 1 then\n  x = 0\nend\nlocal f = loadstring('local a = 1\\nreturn a')\nreturn {x = f()}\n"
+    lines, error = covered(either, source, {"n": 1})
+    assert error is None
+    assert lines == executable_lines(source, "cov.lua") - {3}  # not the untaken branch, not the loaded chunk's
+
+
+@pytest.mark.parametrize("source,reason,ran", [
+    ("local n = 0\nwhile true do end", "timeout", {1, 2}),
+    ("local n = 0\nwhile true do n = n + 1 end", "timeout", {1, 2}),
+    ("local ok = pcall(function()\n  while true do end\nend)\nreturn {}", "timeout", {1, 2, 3}),
+    ("local n = 1\nerror('stop')\nreturn {}", "error", {1, 2}),
+    ("local function f() return 1 + f() end\nreturn {f()}", "error", {1, 2}),
+    ("local t = {}\nfor i = 1, 1e9 do t[i] = string.rep('x', 64) .. i end", "memory", {1, 2}),
+])
+def test_coverage_is_kept_when_the_run_fails_and_the_limits_still_hold(source, reason, ran):
+    """The line hook must not weaken the sandbox: a one-instruction loop used to dodge the time limit."""
+    box = LuaSandbox(timeout=2, max_memory=(2 if reason == "memory" else 64) * 1024 * 1024)
+    lines, error = covered(box, source)
+    assert error is not None and error.reason == reason, error
+    assert lines == ran
+    assert "[string" not in str(error)  # nothing of the host's own chunk
+    box.close()
+
+
+def test_a_stack_overflow_under_coverage_is_the_scripts_error(either):
+    lines, error = covered(either, "local function f() return 1 + f() end\nreturn {f()}")
+    assert (error.reason, error.line, error.message) == ("error", 1, "stack overflow")
+    assert error.frames[0] == (1, "function 'f'") and len(error.frames) == 20  # capped
+
+
+def test_errors_carry_the_scripts_own_frames_innermost_first(either):
+    source = ("local function inner()\n  error('no route', 0)\nend\nlocal function outer()\n  inner()\nend\n"
+              "local f = loadstring('local g = ... g()')\nf(outer)\nreturn {}\n")
+    _, error = covered(either, source)
+    # error(msg, 0) has no location: the line is the innermost frame's; the loaded chunk's frame is left out
+    assert (error.line, error.message) == (2, "no route")
+    assert error.frames == [(2, "function 'inner'"), (5, "function 'g'"), (8, "main chunk")]
+    assert error.source == source
+    assert error.details() == [
+        "      2 |   error('no route', 0)",
+        "        |   ^",
+        "  traceback (the script's own frames, innermost first):",
+        "    cov.lua:2: in function 'inner'",
+        "    cov.lua:5: in function 'g'",
+        "    cov.lua:8: in main chunk",
+    ]
+
+
+def test_frame_names_are_bounded_and_printable(either):
+    _, error = covered(either, "local t = {}\nt['\\27[2J\\n' .. string.rep('n', 500)] = function() error('x') end\n"
+                               "t['\\27[2J\\n' .. string.rep('n', 500)]()\nreturn {}")
+    (inner_line, name), (outer_line, _) = error.frames
+    assert (inner_line, outer_line) == (2, 3)
+    assert "\x1b" not in name and "\n" not in name and len(name) < 300
+
+
+def test_nothing_of_an_error_report_is_kept_for_the_next_run(either):
+    _, first = covered(either, "local function f() error('x', 0) end\nf()")
+    assert first.frames == [(1, "function 'f'"), (2, "main chunk")]
+    _, second = covered(either, "error(setmetatable({}, {}), 0)")  # a table: no frames of the last run
+    assert second.frames == [(1, "main chunk")] and second.line == 1
+    lines, error = covered(either, "local ok = pcall(error, 'caught')\nreturn {ok = ok}")
+    assert error is None and lines == {1, 2}
+
+
+def test_a_time_limit_in_loaded_code_names_no_line_of_the_script(either):
+    _, error = covered(either, "local f = loadstring('\\n\\n\\nwhile true do end')\nf()\nreturn {}")
+    assert error.reason == "timeout" and error.line is None
+
+
+def test_frames_from_the_worker_are_checked_plain_data():
+    from engine.lua.sandbox import _checked_frames
+
+    assert _checked_frames([(3, "main chunk"), [4, "function 'f'"], (0, "x"), ("5", "y"), (6, b"z"), (7,), None,
+                            (8, "a\x1b\n")]) == [(3, "main chunk"), (4, "function 'f'"), (8, "a\\x1b\\x0a")]
+    assert _checked_frames("not a list") == [] and _checked_frames(None) == []
+    assert len(_checked_frames([(1, "f")] * 100)) == 20

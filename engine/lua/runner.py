@@ -20,8 +20,9 @@ RUNTIMES = {"lua51": lua51, "luajit": luajit21}
 MAX_COMPILED = 512
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
-# (ok, json text or failure reason, line, message, printed lines)
-RawResult = tuple[bool, Optional[str], Optional[int], Optional[str], list[str]]
+# (ok, json text or failure reason, line, message, printed lines, executed lines or None, error frames)
+RawResult = tuple[bool, Optional[str], Optional[int], Optional[str], list[str], Optional[list[int]],
+                  list[tuple[int, str]]]
 
 
 _HOST_SOURCE: list[str] = []
@@ -74,8 +75,11 @@ class LuaState:
     def knows(self, key: Any) -> bool:
         return key in self._compiled
 
-    def run(self, key: Any, tokens: list, timeout: float, max_memory: int) -> RawResult:
-        """Run a compiled script on a token list (engine/lua/convert.py) with fresh globals."""
+    def run(self, key: Any, tokens: list, timeout: float, max_memory: int, coverage: bool = False) -> RawResult:
+        """Run a compiled script on a token list (engine/lua/convert.py) with fresh globals.
+
+        ``coverage``: also return the line numbers the script's own chunk executed (also when it fails).
+        """
         runtime = self.runtime
         try:
             table = runtime.table_from(tokens)
@@ -86,19 +90,30 @@ class LuaState:
             memory_kb = None
         else:
             memory_kb = self._memory_kb() + max_memory / 1024
+        executed = runtime.table() if coverage else None  # filled by the line hook as the script runs
         try:
-            ok, detail, line, message, printed = self._run(self._compiled[key], table, timeout, HOOK_INTERVAL,
-                                                           memory_kb, max_memory)
+            ok, detail, line, message, printed, frames = self._run(
+                self._compiled[key], table, timeout, HOOK_INTERVAL, memory_kb, max_memory, executed)
             printed = list(printed.values()) if printed is not None else []
+            frames = _frames(frames)
         except (self.lua.LuaError, MemoryError):  # the allocator refused lupa itself
-            ok, detail, line, message, printed = False, "memory", None, None, []
+            ok, detail, line, message, printed, frames = False, "memory", None, None, [], []
         finally:
             if self.exact_memory:
                 runtime.set_max_memory(0)
         del table
+        lines = sorted(int(number) for number in executed.keys()) if executed is not None else None
         if not ok:
             self._collect()
-        return ok, detail, line, message, printed
+        return ok, detail, line, message, printed, lines, frames
+
+
+def _frames(flat: Any) -> list[tuple[int, str]]:
+    """The host's flat list line, name, line, name, ... -> [(line, name), ...] (plain ints and strings)."""
+    if flat is None:
+        return []
+    values = list(flat.values())
+    return [(int(values[i]), str(values[i + 1])) for i in range(0, len(values) - 1, 2)]
 
 
 def _portable(token: Any) -> Any:

@@ -437,23 +437,55 @@ end
 local TIMEOUT, NO_MEMORY = 'time limit exceeded', 'not enough memory'
 local killed, stopped_at, deadline, memory_limit_kb, max_memory_bytes
 
+-- The chunk of the running script (its own lines, not those of code it loaded or of this host), and line
+-- coverage (graylane test --coverage): the lines of that chunk that ran, when asked for.
+local script_source, covered
+local HOST_SOURCE = getinfo(1, 'S').source
+local HOST_LOCATION = getinfo(1, 'S').short_src .. ':'
+
+-- An error Lua raised inside this host on the script's behalf (a stack overflow noticed in the hook, say)
+-- carries the host's location; the script's report must not (it would name a line of this file).
+local function without_host_location(message)
+  if type(message) == 'string' and sub(message, 1, #HOST_LOCATION) == HOST_LOCATION then
+    local rest = message:match('^%d+: (.*)$', #HOST_LOCATION + 1)
+    if rest then return rest end
+  end
+  return message
+end
+
 local function where(level)
   local info = getinfo(level, 'Sl')
-  if info and info.currentline and info.currentline > 0 then return info.currentline end
+  if info and info.source == script_source and info.currentline and info.currentline > 0 then
+    return info.currentline
+  end
   return nil
 end
 
+-- `killed` first: should finding the line fail (no stack left), the limit still holds.
 local function kill(reason, level)
-  if level then stopped_at = stopped_at or where(level) end
   killed = killed or reason
+  if level then stopped_at = stopped_at or where(level) end
   error(killed, 0)
 end
 
 -- memory_limit_kb: checked in the hook where the allocator cannot enforce a limit (64-bit LuaJIT).
-local function hook()
+-- Line events come only with coverage on. Outside this host file they run the limit checks too: a loop as
+-- short as `while true do end` would otherwise spend every count event inside this hook (where no hook
+-- fires) and never be stopped. The host's own lines are left to the count events (they are many, and cheap).
+local function hook(event, line)
+  if event == 'line' then
+    local source = getinfo(2, 'S').source
+    if source == script_source then covered[line] = true elseif source == HOST_SOURCE then return end
+  end
   if killed then kill(TIMEOUT, 4) end
   local ok, now = pcall(clock)
-  if not ok or now > deadline then kill(TIMEOUT, 4) end
+  if not ok then
+    -- At the deepest level a script can reach, the hook's own calls overflow the stack: that is the script's
+    -- (catchable) stack overflow, as without the hook; the check runs again at the next event higher up.
+    if type(now) == 'string' and find(now, 'stack overflow', 1, true) then error(now, 2) end
+    kill(TIMEOUT, 4)
+  end
+  if now > deadline then kill(TIMEOUT, 4) end
   if memory_limit_kb and collectgarbage('count') > memory_limit_kb then kill(NO_MEMORY) end
 end
 
@@ -575,18 +607,48 @@ local function new_env(obj)
 end
 
 ---------------------------------------------------------------------------------------------------
--- Running a compiled script under the limits. Returns ok, json_or_reason, line, message, printed.
+-- Running a compiled script under the limits. Returns ok, json_or_reason, line, message, printed, frames.
+-- On an error, the script's own frames (line, function name; innermost first) for the error report. The
+-- message is kept first, so that even a failure inside the handler (no memory left) loses nothing but frames.
+-- Only the innermost levels are searched: getinfo(level) walks the stack from the top, so walking all of a
+-- stack overflow's thousands of levels would take long (and an error raised by the hook runs its handler
+-- with the hook off). Frames and names are plain strings and numbers, bounded in count and length.
+local MAX_FRAMES, MAX_LEVELS, MAX_NAME = 20, 200, 200
+local error_message, error_frames
+local function capture(message)
+  error_message, error_frames = message, nil
+  if killed or message == NO_MEMORY then return message end
+  local frames, level = {}, 2
+  while #frames < 2 * MAX_FRAMES and level < MAX_LEVELS do
+    local info = getinfo(level, 'Sln')
+    if not info then break end
+    if info.source == script_source and info.currentline > 0 then
+      local name = info.name
+      if type(name) == 'string' and #name > MAX_NAME then name = sub(name, 1, MAX_NAME) .. '...' end
+      frames[#frames + 1] = info.currentline
+      frames[#frames + 1] = info.what == 'main' and 'main chunk' or
+        (type(name) == 'string' and format("function '%s'", valid_utf8(name))
+         or format('function <line %d>', info.linedefined))
+    end
+    level = level + 1
+  end
+  error_frames = frames
+  return message
+end
+
 local function finish(fn, tokens)
   local obj = from_tokens(tokens)
   local env = new_env(obj)
   current_env = env
   setfenv(fn, env)
-  local ok, result = pcall(fn)
+  error_message, error_frames = nil, nil
+  local ok, result = xpcall(fn, capture)
   current_env = nil
+  if not ok and error_message ~= nil then result = error_message end  -- the handler itself failed
   if killed then return false, nil end
   if not ok then
     if result == NO_MEMORY then killed = NO_MEMORY; return false, nil end
-    return false, 'error', error_text(result)
+    return false, 'error', error_text(without_host_location(result))
   end
   if type(result) ~= 'table' then
     return false, 'output', 'returned ' .. type(result) .. ' instead of a table'
@@ -600,13 +662,19 @@ local function finish(fn, tokens)
   return true, text
 end
 
-local function run(fn, tokens, timeout, interval, memory_kb, max_bytes)
+-- executed: a table that receives the script chunk's executed lines as keys (coverage), or nil. It is
+-- filled as the script runs, so the lines are there even when the run fails or lupa cannot take the result.
+-- The last result is the error's frames (a flat list: line, name, line, name, ...) or nil.
+local function run(fn, tokens, timeout, interval, memory_kb, max_bytes, executed)
   killed, stopped_at, memory_limit_kb, max_memory_bytes = nil, nil, memory_kb, max_bytes
   printed, printed_bytes = {}, 0
+  script_source, covered = getinfo(fn, 'S').source, executed
   deadline = clock() + timeout
-  sethook(hook, '', interval)
+  sethook(hook, executed and 'l' or '', interval)
   local ok, a, b, c = pcall(finish, fn, tokens)
   sethook()
+  local frames = error_frames
+  error_message, error_frames, covered = nil, nil, nil  -- nothing of a run is kept for the next one
   ORDER, EMPTY_LIST, NULLS, LIST_NULLS = nil, nil, nil, nil
   local lines = printed
   printed = nil
@@ -614,14 +682,14 @@ local function run(fn, tokens, timeout, interval, memory_kb, max_bytes)
   if killed then
     local reason = killed == TIMEOUT and 'timeout' or 'memory'
     killed = nil
-    return false, reason, stopped_at, nil, lines
+    return false, reason, stopped_at, nil, lines, nil
   end
   if not ok then
-    if a == NO_MEMORY then return false, 'memory', nil, nil, lines end
-    return false, 'error', nil, 'host failure: ' .. error_text(a), lines
+    if a == NO_MEMORY then return false, 'memory', nil, nil, lines, nil end
+    return false, 'error', nil, 'host failure: ' .. error_text(a), lines, nil
   end
-  if a == true then return true, b, nil, nil, lines end
-  return false, b, nil, c, lines
+  if a == true then return true, b, nil, nil, lines, nil end
+  return false, b, nil, c, lines, b == 'error' and frames or nil
 end
 
 local function set_clock(wall_clock)

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from engine.errors import InvalidInputError, ScriptError
 from engine.lua.convert import to_tokens
@@ -31,6 +31,7 @@ MIN_MAX_MEMORY = 1024 * 1024
 MAX_TIMEOUT = 3600.0
 MAX_MAX_MEMORY = 64 * 1024 ** 3
 MAX_PRINTED_LINES = 1000
+MAX_FRAMES = 20  # sandbox.lua sends no more
 
 _LOCATION = re.compile(r"^(?P<chunk>[^\n]*?):(?P<line>\d+): (?P<message>.*)$", re.S)
 _UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
@@ -104,34 +105,43 @@ class LuaSandbox:
             compiled = self._compiled[cache_key] = _Compiled(key, script)
         return compiled
 
-    def run(self, script: Script, obj: Any, printer: Optional[Callable[[str], None]] = None) -> RunResult:
-        """Run ``script`` with global ``obj``; returns the script's table as plain Python data."""
+    def run(self, script: Script, obj: Any, printer: Optional[Callable[[str], None]] = None,
+            lines: Optional[set[int]] = None) -> RunResult:
+        """Run ``script`` with global ``obj``; returns the script's table as plain Python data.
+
+        ``lines``: when given, the line numbers the script's own chunk executed are added to it (also when
+        the run fails; not when its worker had to be killed), for ``graylane test --coverage``.
+        """
         compiled = self.compile(script)
         tokens = to_tokens(obj)
+        coverage = lines is not None
         with self._lock:
             if self._state is not None:
-                result = self._state.run(compiled.key, tokens, self.timeout, self.max_memory)
+                result = self._state.run(compiled.key, tokens, self.timeout, self.max_memory, coverage)
             else:
                 reply = self._call(("run", compiled.key, script.source, "@" + script.origin, tokens,
-                                    self.timeout, self.max_memory), script)
+                                    self.timeout, self.max_memory, coverage), script)
                 if reply[0] != "ran":
                     raise _script_error(script, str(reply[1]), "syntax")
                 result = reply[1:]
-        ok, detail, line, message, printed = result
-        lines = [printable(text) for text in printed[:MAX_PRINTED_LINES]]
+        ok, detail, line, message, printed, executed, frames = result
+        if lines is not None and executed:
+            lines.update(number for number in executed if type(number) is int and number > 0)
+        printed_lines = [printable(text) for text in printed[:MAX_PRINTED_LINES]]
         if printer:
-            for text in lines:
+            for text in printed_lines:
                 printer(text)
         if ok:
-            return RunResult(_parse_result(script, detail), lines)
+            return RunResult(_parse_result(script, detail), printed_lines)
         if detail == "timeout":
-            raise ScriptError(script.origin, f"exceeded the time limit of {self.timeout:g}s", line, "timeout")
+            raise ScriptError(script.origin, f"exceeded the time limit of {self.timeout:g}s", line, "timeout",
+                              script.source)
         if detail == "memory":
             raise ScriptError(script.origin, f"exceeded the memory limit of {self.max_memory // (1024 * 1024)} MiB",
-                              line, "memory")
+                              line, "memory", script.source)
         if detail == "output":
             raise ScriptError(script.origin, f"output: {printable(message or '')}", None, "output")
-        raise _script_error(script, message, "error")
+        raise _script_error(script, message, "error", _checked_frames(frames))
 
     def _call(self, request: tuple, script: Script) -> tuple:
         """One request to the worker; a missed deadline or a dead worker becomes the script's error."""
@@ -184,11 +194,26 @@ def printable(text: str) -> str:
                             else f"\\u{ord(m.group()):04x}", text)
 
 
-def _script_error(script: Script, message: Optional[str], reason: str) -> ScriptError:
+def _script_error(script: Script, message: Optional[str], reason: str,
+                  frames: Sequence[tuple[int, str]] = ()) -> ScriptError:
+    """The error with its line: from the message's location, else (error(msg, 0), an error in loaded code)
+    the innermost frame of the script itself; with the source and frames for the report's caret and traceback."""
     match = _LOCATION.match(message or "")
     if match and match.group("chunk").endswith(script.origin[-40:]):
-        return ScriptError(script.origin, printable(match.group("message")), int(match.group("line")), reason)
-    return ScriptError(script.origin, printable(message or "failed without a message"), None, reason)
+        return ScriptError(script.origin, printable(match.group("message")), int(match.group("line")), reason,
+                           script.source, frames)
+    return ScriptError(script.origin, printable(message or "failed without a message"),
+                       frames[0][0] if frames else None, reason, script.source, frames)
+
+
+def _checked_frames(frames: Any) -> list[tuple[int, str]]:
+    """The worker's frames as (line, name) pairs of plain ints and printable strings; anything else dropped."""
+    checked = []
+    for frame in frames[:MAX_FRAMES] if isinstance(frames, (list, tuple)) else ():
+        if (isinstance(frame, (list, tuple)) and len(frame) == 2 and type(frame[0]) is int and frame[0] > 0
+                and type(frame[1]) is str):
+            checked.append((frame[0], printable(frame[1])))
+    return checked
 
 
 def stderr_printer(prefix: str) -> Callable[[str], None]:

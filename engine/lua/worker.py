@@ -158,12 +158,12 @@ def _handle(state: LuaState, request: tuple) -> tuple:
         _, key, source, chunkname = request
         return ("compiled", state.compile(key, source, chunkname))
     if op == "run":
-        _, key, source, chunkname, tokens, timeout, max_memory = request
+        _, key, source, chunkname, tokens, timeout, max_memory, coverage = request
         if not state.knows(key):
             error = state.compile(key, source, chunkname)
             if error is not None:
                 return ("compiled", error)
-        return ("ran", *state.run(key, tokens, timeout, max_memory))
+        return ("ran", *state.run(key, tokens, timeout, max_memory, coverage))
     return ("unknown",)
 
 
