@@ -104,5 +104,7 @@ def test_script_errors_name_the_input_object(tmp_path):
         result = run_graylane(command, "-f", str(FULLLINK / "trafficrouting.yaml"), "-f", str(FULLLINK / "mocka.yaml"),
                               "-f", str(FULLLINK / "mockb.yaml"), "--lua-dir", str(tmp_path / "scripts"))
         assert result.returncode == (2 if command == "diff" else 1) and result.stdout == ""
-        assert result.stderr == (f"error: {FULLLINK / 'mocka.yaml'}: document 3: VirtualService default/vs-mocka: "
-                                 f"script {scripts / 'trafficRouting.lua'}:3: no routes for mocka\n"), command
+        first, *details = result.stderr.splitlines()
+        assert first == (f"error: {FULLLINK / 'mocka.yaml'}: document 3: VirtualService default/vs-mocka: "
+                         f"script {scripts / 'trafficRouting.lua'}:3: no routes for mocka"), command
+        assert details[0] == "  routed by TrafficRouting/mocka-tr", command  # then the line with a caret

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 import yaml
 
-from clusterlib import (DEPLOY, ORIGINAL, TR_API, create_all, free_port, has_canary_rule,
+from clusterlib import (DEPLOY, ORIGINAL, TR_API, create_all, free_port, graylane_command, has_canary_rule,
                         has_gray_subset, network_objects, phase, round_trip, routing, service_account_kubeconfig,
                         start_as_deployed, state, stopped_cleanly, tr, wait_for)
 
