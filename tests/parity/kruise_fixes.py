@@ -2,8 +2,11 @@
 
 ``explain(case, graylane, kruise)`` compares one case's outputs. Every difference must be one of FIXES (each a
 deliberate fix of a Kruise defect, listed in the README's "Compatibility with Kruise" section) and hold exactly
-as documented; anything else is reported as unexplained. The recognisers rebuild Kruise's form from
-graylane's output one fix at a time and then demand equality, so a fix can only excuse its own difference.
+as documented; anything else is reported as unexplained. The recognisers rebuild one side in the other's form
+one fix at a time and then demand equality, so a fix can only excuse its own difference: Kruise's split from
+graylane's, and graylane's lane rules from Kruise's match rule and the original rule each is placed before
+(the script's lane model: scoping, shares, modifier placement, copied fields). Lane combinations that no
+request can satisfy (the script leaves them out) are not modelled: a case with one would fail here.
 """
 from __future__ import annotations
 
@@ -158,8 +161,7 @@ def apply_modifier(headers: Optional[dict], modifier: Optional[dict]) -> Optiona
     return headers
 
 
-def _lane_route(rule: dict, kruise_destination: dict, strategy: dict, stable: str, canary: str,
-                verdict: Verdict) -> tuple[list, dict]:
+def _lane_route(rule: dict, kruise_destination: dict, stable: str, canary: str, verdict: Verdict) -> tuple[list, dict]:
     """graylane's lane route for ``rule``: the stable service's share (and an existing canary's) on one canary
     destination where the first of them stood, other services' shares kept, weights summing to 100."""
     route = rule.get("route") or []
@@ -225,14 +227,15 @@ def _expected_lane_rule(kruise_rule: dict, rule: dict, scope: dict, strategy: di
     """Kruise's match rule as graylane writes it before ``rule``, each difference named as it is made."""
     modifier = strategy.get("modifier")
     kruise_headers = None if modifier is None else {"request": None} if modifier == {} else modifier_headers(modifier)
-    kruise_shape = {"match": kruise_rule.get("match"), "route": [{"destination": kruise_rule["route"][0]["destination"]}]}
+    kruise_shape = {"match": kruise_rule.get("match"),
+                    "route": [{"destination": kruise_rule["route"][0]["destination"]}]}
     if kruise_headers is not None:
         kruise_shape["headers"] = kruise_headers
     if len(kruise_rule.get("match") or []) != 1 or not same_value(kruise_rule, kruise_shape):
         verdict.problems.append("Kruise's match rule is not one match, one destination and the modifier: "
                                 + json.dumps(kruise_rule))
     kruise_destination = kruise_rule["route"][0]["destination"]
-    route, canary_entry = _lane_route(rule, kruise_destination, strategy, stable, canary, verdict)
+    route, canary_entry = _lane_route(rule, kruise_destination, stable, canary, verdict)
     expected: dict = {}
     for key in COPIED_RULE_FIELDS:
         if rule.get(key) is not None:
