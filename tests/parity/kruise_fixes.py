@@ -2,8 +2,11 @@
 
 ``explain(case, graylane, kruise)`` compares one case's outputs. Every difference must be one of FIXES (each a
 deliberate fix of a Kruise defect, listed in the README's "Compatibility with Kruise" section) and hold exactly
-as documented; anything else is reported as unexplained. The recognisers rebuild Kruise's form from
-graylane's output one fix at a time and then demand equality, so a fix can only excuse its own difference.
+as documented; anything else is reported as unexplained. The recognisers rebuild one side in the other's form
+one fix at a time and then demand equality, so a fix can only excuse its own difference: Kruise's split from
+graylane's, and graylane's lane rules from Kruise's match rule and the original rule each is placed before
+(the script's lane model: scoping, shares, modifier placement, copied fields). Lane combinations that no
+request can satisfy (the script leaves them out) are not modelled: a case with one would fail here.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ from engine.routing.harness import same_value, value_diff
 
 ORIGINAL = "rollouts.kruise.io/original-spec-configuration"
 CANARY = "canary"
-COPIED_RULE_FIELDS = ("rewrite", "timeout", "retries", "corsPolicy")
+COPIED_RULE_FIELDS = ("rewrite", "timeout", "retries", "corsPolicy", "fault", "mirror", "mirrors", "mirrorPercentage",
+                      "mirrorPercent")
 
 FIXES = {
     "weights-sum-to-100": "weights of a split rule sum to exactly 100 (largest remainder; Kruise floors each)",
@@ -30,8 +34,16 @@ FIXES = {
     "existing-canary-updated": "an existing canary destination or subset is updated, not duplicated; a "
                                "DestinationRule without subsets gets the list",
     "refuse-unrouted-service": "a VirtualService with no http route to the service is refused for matches",
+    "refuse-unreachable-service": "a VirtualService whose http routes to the service all come after a rule "
+                                  "taking every request is refused for matches",
     "lane-rules-scoped": "lane rules are placed before each rule that routes to the stable service and scoped "
                          "to that rule's own matches",
+    "lane-keeps-other-shares": "a lane rule routes the stable service's share of its rule to the canary and keeps "
+                               "other services' shares (Kruise sends all of the lane to the canary)",
+    "lane-modifier-on-canary": "in a lane rule that keeps other services' shares, the requestHeaderModifier goes on "
+                               "the canary destination's headers, not the rule's",
+    "empty-modifier-request": "an empty requestHeaderModifier gives headers: {request: {}} (Kruise's JSON encoder "
+                              "writes the empty table as request: null)",
     "weighted-canary-headers": "the weighted canary destination carries the requestHeaderModifier (Kruise applies "
                                "it to match rules only)",
 }
@@ -60,13 +72,6 @@ def _is_canary(destination: dict, stable: str, canary: str) -> bool:
     if stable == canary:
         return service_of(destination.get("host")) == stable and destination.get("subset") == CANARY
     return service_of(destination.get("host")) == canary
-
-
-def _template(rules: list, stable: str) -> Optional[dict]:
-    """The rule graylane's match rules copy: the first stable rule without match, else the first stable rule."""
-    with_match = [r for r in rules if _routes_to(r, stable)]
-    without = [r for r in with_match if r.get("match") is None]
-    return (without or with_match or [None])[0]
 
 
 def _stable_destination(rule: dict, stable: str, canary: str) -> dict:
@@ -114,60 +119,152 @@ def _merge_match(kruise_match: dict, rule_match: dict) -> dict:
     return merged
 
 
-def _compare_match_rule(got: dict, want: dict, template_rule: dict, stable: str, canary: str,
-                        verdict: Verdict, where: str) -> None:
-    got, want = copy.deepcopy(got), copy.deepcopy(want)
-    for match in want.get("match") or []:
-        headers = match.get("headers")
-        if isinstance(headers, dict) and any(name != name.lower() for name in headers):
-            verdict.fixes.add("header-names-lowercased")
-            match["headers"] = {name.lower(): value for name, value in headers.items()}
-    template_destination = _stable_destination(template_rule, stable, canary)
-    got["route"] = [dict(entry, destination=_kruise_destination(entry.get("destination") or {},
-                                                                template_destination, stable, canary, verdict))
-                    for entry in got.get("route") or []]
+def _routes_to_stable(rule: dict, stable: str, canary: str) -> bool:
+    """graylane's routesToStable: a destination of the stable service that is not the canary."""
+    return any(service_of((e.get("destination") or {}).get("host")) == stable
+               and not _is_canary(e.get("destination") or {}, stable, canary)
+               for e in rule.get("route") or [] if isinstance(e, dict))
+
+
+def _catches_all(rule: dict) -> bool:
+    """A rule Istio never looks past: no match, or a match without conditions."""
+    matches = rule.get("match")
+    return not matches or any(not (set(m) - {"name", "statPrefix", "ignoreUriCase"}) for m in matches)
+
+
+def largest_remainder(weights: list, target: int) -> list[int]:
+    """Integer weights proportional to ``weights`` summing to ``target`` (the script's rounding)."""
+    total = sum(weights)
+    if total <= 0:
+        weights, total = [1] * len(weights), len(weights)
+    exact = [w * target / total for w in weights]
+    result = [int(x // 1) for x in exact]
+    order = sorted(range(len(weights)), key=lambda k: (-(exact[k] - result[k]), k))
+    for k in order[:target - sum(result)]:
+        result[k] += 1
+    return result
+
+
+def apply_modifier(headers: Optional[dict], modifier: Optional[dict]) -> Optional[dict]:
+    """The script's applyModifier: the requestHeaderModifier written on top of Istio ``headers``."""
+    if modifier is None:
+        return headers
+    headers = copy.deepcopy(headers) or {}
+    request = headers.get("request") or {}
+    for action in ("set", "add"):
+        if modifier.get(action):
+            request[action] = {**(request.get(action) or {}),
+                               **{item["name"]: item["value"] for item in modifier[action]}}
+    if modifier.get("remove"):
+        request["remove"] = list(request.get("remove") or []) + list(modifier["remove"])
+    headers["request"] = request
+    return headers
+
+
+def _lane_route(rule: dict, kruise_destination: dict, stable: str, canary: str, verdict: Verdict) -> tuple[list, dict]:
+    """graylane's lane route for ``rule``: the stable service's share (and an existing canary's) on one canary
+    destination where the first of them stood, other services' shares kept, weights summing to 100."""
+    route = rule.get("route") or []
+    explicit = any(e.get("weight") is not None for e in route)
+    entries, weights, canary_index = [], [], None
+    for entry in route:
+        destination = entry.get("destination") or {}
+        weight = (entry.get("weight") if isinstance(entry.get("weight"), (int, float)) else 0) if explicit else 1
+        if service_of(destination.get("host")) == stable or _is_canary(destination, stable, canary):
+            if canary_index is None:
+                lane_destination = _graylane_destination(kruise_destination, destination, stable, canary, verdict)
+                entries.append({"destination": lane_destination, "headers": copy.deepcopy(entry.get("headers"))})
+                canary_index = len(entries) - 1
+                weights.append(0)
+            weights[canary_index] += weight
+        else:
+            entries.append(copy.deepcopy(entry))
+            weights.append(weight)
+    for entry in entries:
+        if entry.get("headers") is None:
+            entry.pop("headers", None)
+    if len(entries) == 1:
+        entries[0].pop("weight", None)
+    else:
+        verdict.fixes.add("lane-keeps-other-shares")
+        for entry, weight in zip(entries, largest_remainder(weights, 100)):
+            entry["weight"] = weight
+    return entries, entries[canary_index]
+
+
+def _graylane_destination(kruise_destination: dict, stable_destination: dict, stable: str, canary: str,
+                          verdict: Verdict) -> dict:
+    """Kruise's canary destination as graylane writes it beside ``stable_destination``: the stable host's form
+    (canary-host-form) and port (canary-port)."""
+    result = dict(kruise_destination)
+    stable_host = stable_destination.get("host") or ""
+    if stable == canary:
+        host = stable_host
+    elif "." in canary:
+        host = canary
+    else:
+        host = canary + (stable_host[len(stable_host.split(".", 1)[0]):])
+    if host != result.get("host"):
+        verdict.fixes.add("canary-host-form")
+        result["host"] = host
+    if stable_destination.get("port") is not None:
+        verdict.fixes.add("canary-port")
+        result["port"] = copy.deepcopy(stable_destination["port"])
+    return result
+
+
+def _lowercased_match(kruise_match: dict, verdict: Verdict) -> dict:
+    match = copy.deepcopy(kruise_match)
+    headers = match.get("headers")
+    if isinstance(headers, dict) and any(name != name.lower() for name in headers):
+        verdict.fixes.add("header-names-lowercased")
+        match["headers"] = {name.lower(): value for name, value in headers.items()}
+    return match
+
+
+def _expected_lane_rule(kruise_rule: dict, rule: dict, scope: dict, strategy: dict, stable: str, canary: str,
+                        verdict: Verdict) -> dict:
+    """Kruise's match rule as graylane writes it before ``rule``, each difference named as it is made."""
+    modifier = strategy.get("modifier")
+    kruise_headers = None if modifier is None else {"request": None} if modifier == {} else modifier_headers(modifier)
+    kruise_shape = {"match": kruise_rule.get("match"),
+                    "route": [{"destination": kruise_rule["route"][0]["destination"]}]}
+    if kruise_headers is not None:
+        kruise_shape["headers"] = kruise_headers
+    if len(kruise_rule.get("match") or []) != 1 or not same_value(kruise_rule, kruise_shape):
+        verdict.problems.append("Kruise's match rule is not one match, one destination and the modifier: "
+                                + json.dumps(kruise_rule))
+    kruise_destination = kruise_rule["route"][0]["destination"]
+    route, canary_entry = _lane_route(rule, kruise_destination, stable, canary, verdict)
+    expected: dict = {}
     for key in COPIED_RULE_FIELDS:
-        if key in got and key not in want and same_value(got[key], template_rule.get(key)):
+        if rule.get(key) is not None:
             verdict.fixes.add("copied-rule-fields")
-            del got[key]
-    if template_rule.get("headers") is not None and not same_value(got.get("headers"), want.get("headers")):
-        # graylane: the stable rule's headers with the modifier applied on top; Kruise: the modifier alone
-        template_request = (template_rule["headers"].get("request") or {})
-        got_request = (got.get("headers") or {}).get("request") or {}
-        if all(got_request.get(action, {}).get(name) == value for action in ("set", "add")
-               for name, value in (template_request.get(action) or {}).items()
-               if name not in ((want.get("headers") or {}).get("request") or {}).get(action, {})):
-            verdict.fixes.add("copied-rule-fields")
-            got.pop("headers", None)
-            want.pop("headers", None)
-    diff = value_diff(want, got, f"kruise {where}", f"graylane {where}")
-    if diff:
-        verdict.problems.append(diff)
+            expected[key] = copy.deepcopy(rule[key])
+    if len(route) == 1:
+        headers = apply_modifier(rule.get("headers"), modifier)
+    else:
+        headers = copy.deepcopy(rule.get("headers"))
+        canary_headers = apply_modifier(canary_entry.get("headers"), modifier)
+        if canary_headers is not None:
+            canary_entry["headers"] = canary_headers
+        if modifier is not None:
+            verdict.fixes.add("lane-modifier-on-canary")
+    if rule.get("headers") is not None:
+        verdict.fixes.add("copied-rule-fields")
+    if headers is not None:
+        expected["headers"] = headers
+    if modifier == {} and len(route) == 1 and rule.get("headers") is None \
+            and same_value(kruise_rule.get("headers"), {"request": None}):
+        verdict.fixes.add("empty-modifier-request")  # Kruise's encoder writes the empty table as null
+    match = _lowercased_match(kruise_rule["match"][0], verdict)
+    expected["match"] = [_merge_match(match, scope)]
+    expected["route"] = route
+    return expected
 
 
-def _split_match_rules(graylane_http: list, original_http: list, count: int, stable: str,
-                       verdict: Verdict) -> Optional[list[tuple[dict, Optional[dict]]]]:
-    """graylane's inserted match rules as (rule, scoping rule) pairs, in order; None if the rest moved."""
-    if same_value(graylane_http[count:], original_http):
-        return [(rule, None) for rule in graylane_http[:count]]
-    # lanes: a group of inserted rules before each original rule that routes to the stable service
-    inserted, position = [], 0
-    for rule in original_http:
-        if _routes_to(rule, stable):
-            group = graylane_http[position:position + count]
-            inserted.append([(r, rule if rule.get("match") is not None else None) for r in group])
-            position += count
-        if position >= len(graylane_http) or not same_value(graylane_http[position], rule):
-            return None
-        position += 1
-    if position != len(graylane_http) or not inserted:
-        return None
-    verdict.fixes.add("lane-rules-scoped")
-    return [pair for group in inserted for pair in group]
-
-
-def _compare_matches(original: dict, got: dict, want: dict, strategy_matches: int, stable: str, canary: str,
-                     verdict: Verdict) -> None:
+def _compare_matches(original: dict, got: dict, want: dict, strategy_matches: int, strategy: dict, stable: str,
+                     canary: str, verdict: Verdict) -> None:
     original_http, got_http, want_http = (original.get("http") or []), (got.get("http") or []), \
         (want.get("http") or [])
     kruise_rules = list(reversed(want_http[:strategy_matches]))
@@ -176,22 +273,21 @@ def _compare_matches(original: dict, got: dict, want: dict, strategy_matches: in
     if not same_value(want_http[strategy_matches:], original_http):
         verdict.problems.append("Kruise changed rules it did not insert (unexpected in the recogniser)")
         return
-    pairs = _split_match_rules(got_http, original_http, strategy_matches, stable, verdict)
-    if pairs is None:
-        verdict.problems.append(value_diff(want_http, got_http, "kruise spec.http", "graylane spec.http")
-                                or "graylane's rules do not follow the original rules")
-        return
-    template_rule = _template(original_http, stable) or {}
-    for index, (rule, scope) in enumerate(pairs):
-        kruise_rule = kruise_rules[index % strategy_matches]
-        if scope is not None:  # undo the lane scoping: each match is the Kruise match joined with scope's
-            expected = [_merge_match(kruise_rule["match"][0], m) for m in scope["match"]]
-            if not same_value(rule.get("match"), expected):
-                verdict.problems.append(f"spec.http: a lane rule before a rule with matches is not scoped to them:"
-                                        f"\n{value_diff(expected, rule.get('match'), 'scoped', 'graylane')}")
-                continue
-            rule = dict(rule, match=kruise_rule["match"])
-        _compare_match_rule(rule, kruise_rule, template_rule, stable, canary, verdict, f"spec.http[{index}]")
+    expected, catch_all, kruise_layout = [], False, True
+    for index, rule in enumerate(original_http):
+        if not catch_all and _routes_to_stable(rule, stable, canary):
+            if index > 0 or rule.get("match"):
+                kruise_layout = False
+            for scope in rule.get("match") or [{}]:
+                for kruise_rule in kruise_rules:
+                    expected.append(_expected_lane_rule(kruise_rule, rule, scope, strategy, stable, canary, verdict))
+        expected.append(rule)
+        catch_all = catch_all or _catches_all(rule)
+    if not kruise_layout:
+        verdict.fixes.add("lane-rules-scoped")
+    diff = value_diff(expected, got_http, "expected spec.http", "graylane spec.http")
+    if diff:
+        verdict.problems.append(diff)
 
 
 def _compare_split(original_rule: dict, got: dict, want: dict, strategy: dict, stable: str, canary: str,
@@ -307,9 +403,15 @@ def explain(original: dict, strategy: dict, graylane: Optional[dict], graylane_e
                 verdict.problems.append(diff)
             return verdict
     if graylane_error is not None:
+        http = original_spec.get("http") or []
+        first_stable = next((i for i, r in enumerate(http) if _routes_to_stable(r, stable, canary)), None)
         if strategy["matches"] and "sends traffic to service" in graylane_error \
-                and not any(_routes_to(r, stable) for r in original_spec.get("http") or []):
+                and not any(_routes_to(r, stable) for r in http):
             verdict.fixes.add("refuse-unrouted-service")
+        elif strategy["matches"] and first_stable is not None and any(_catches_all(r) for r in http[:first_stable]) \
+                and f"the http routes to service {stable} come after http[" in graylane_error \
+                and "which takes every request first" in graylane_error:
+            verdict.fixes.add("refuse-unreachable-service")
         else:
             verdict.problems.append(f"graylane failed: {graylane_error}; Kruise: {kruise.get('error') or 'ok'}")
         return verdict
@@ -320,7 +422,8 @@ def explain(original: dict, strategy: dict, graylane: Optional[dict], graylane_e
     verdict.problems.extend(_metadata_diff(got, want))
     if original["kind"] == "VirtualService":
         if strategy["matches"]:
-            _compare_matches(original_spec, got["spec"], want["spec"], strategy["matches"], stable, canary, verdict)
+            _compare_matches(original_spec, got["spec"], want["spec"], strategy["matches"], strategy, stable, canary,
+                             verdict)
             rest = lambda spec: {k: v for k, v in spec.items() if k != "http"}  # noqa: E731
             diff = value_diff(rest(want["spec"]), rest(got["spec"]), "kruise spec", "graylane spec")
             if diff:

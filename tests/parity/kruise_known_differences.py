@@ -1,18 +1,17 @@
-"""Generated parity cases where graylane does not yet pass data to scripts as Kruise's runtime does
-(gopher-lua, values passed through JSON). This is the one place such cases are listed: the conversion
-belongs to engine/lua/ and the script input (the sandbox work, issue #9's conversion bullets); when it is
-fixed, the runtime parity test reports each listed case that now agrees, and its entry must be removed.
-The built-in parity test leaves these cases out too (same cause; after the fix graylane's built-in script
-writes headers: {request: {}} where Kruise's encoder writes null, which the recognisers then have to name).
+"""Generated parity cases where Kruise's own scripts give a different object under graylane's runtime than
+under Kruise's (gopher-lua, values passed through JSON). This is the one place such cases are listed: the
+conversion belongs to engine/lua/; when it changes, the runtime parity test reports each listed case that now
+agrees, and its entry must be removed. (The built-in scripts' parity test runs every case; there the same
+difference is the named fix "empty-modifier-request".)
 
 case id -> what differs (found by tests/parity/test_kruise_runtime.py against Kruise v0.6.3).
 """
 from __future__ import annotations
 
 EMPTY_MODIFIER = (
-    "requestHeaderModifier: {} of the routed step reaches Kruise's script as an empty "
-    "table, which is truthy, so Kruise writes headers: {request: null} on every match rule (its JSON encoder "
-    "turns the empty table into null); graylane leaves the empty modifier out of obj, so no headers are written"
+    "requestHeaderModifier: {} of the routed step reaches Kruise's script as an empty table on both sides, "
+    "and the script puts it on every match rule as headers.request; Kruise's JSON encoder writes the empty "
+    "table as null, graylane's round trip gives back the empty map it was given: headers: {request: {}}"
 )
 
 CONVERSION_DIFFERENCES: dict[str, str] = {

@@ -41,9 +41,84 @@ def test_unscoped_lane_rule_before_a_matching_rule_is_not_a_fix():
 
 
 def test_identical_output_needs_no_fix():
-    result = kruise_result()
-    verdict = explain(ORIGINAL, STRATEGY, copy.deepcopy(result["object"]), None, result)
+    """A VirtualService with one catch-all route: graylane's lane rule is Kruise's, on top."""
+    original = {"kind": "VirtualService", "spec": {"hosts": ["reviews"], "http": [ORIGINAL["spec"]["http"][1]]}}
+    spec = copy.deepcopy(original["spec"])
+    spec["http"].insert(0, {"match": [LANE], "route": CANARY_ROUTE})
+    result = {"routed": True, "object": {"metadata": {}, "spec": spec}}
+    verdict = explain(original, STRATEGY, copy.deepcopy(result["object"]), None, result)
     assert verdict.ok and verdict.fixes == set()
+
+
+def test_kruise_layout_before_a_rule_with_matches_is_not_a_fix():
+    """Kruise's own output (the bare lane on top) is not graylane's when a stable rule has matches."""
+    result = kruise_result()
+    assert not explain(ORIGINAL, STRATEGY, copy.deepcopy(result["object"]), None, result).ok
+
+
+SHARED = {"kind": "VirtualService", "spec": {"hosts": ["reviews"], "http": [{"route": [
+    {"destination": {"host": "reviews", "port": {"number": 9080}}, "weight": 80},
+    {"destination": {"host": "ratings"}, "weight": 20}]}]}}
+MODIFIER = {"set": [{"name": "x-lane", "value": "gray"}]}
+HOST_LEVEL = {"weight": None, "matches": 1, "modifier": MODIFIER, "stable": "reviews", "canary": "reviews-canary"}
+
+
+def shared_kruise() -> dict:
+    spec = copy.deepcopy(SHARED["spec"])
+    spec["http"].insert(0, {"match": [{"headers": {"X-Lane": {"exact": "gray"}}}],
+                            "headers": {"request": {"set": {"x-lane": "gray"}}},
+                            "route": [{"destination": {"host": "reviews-canary"}}]})
+    return {"routed": True, "object": {"metadata": {}, "spec": spec}}
+
+
+def shared_graylane(canary_weight: int = 80, modifier_on: str = "destination") -> dict:
+    """The lane keeps ratings' share; the modifier goes on the canary destination; the port is copied."""
+    spec = copy.deepcopy(SHARED["spec"])
+    canary = {"destination": {"host": "reviews-canary", "port": {"number": 9080}}, "weight": canary_weight}
+    lane = {"match": [{"headers": {"x-lane": {"exact": "gray"}}}],
+            "route": [canary, {"destination": {"host": "ratings"}, "weight": 100 - canary_weight}]}
+    headers = {"request": {"set": {"x-lane": "gray"}}}
+    (canary if modifier_on == "destination" else lane)["headers"] = headers
+    spec["http"].insert(0, lane)
+    return {"metadata": {}, "spec": spec}
+
+
+def test_lane_rule_keeping_other_shares_with_the_modifier_on_the_canary_is_recognised():
+    verdict = explain(SHARED, HOST_LEVEL, shared_graylane(), None, shared_kruise())
+    assert verdict.ok, verdict.problems
+    assert verdict.fixes == {"lane-keeps-other-shares", "lane-modifier-on-canary", "canary-port",
+                             "header-names-lowercased"}
+
+
+def test_lane_shares_and_modifier_must_have_the_exact_shape():
+    assert not explain(SHARED, HOST_LEVEL, shared_graylane(canary_weight=79), None, shared_kruise()).ok
+    assert not explain(SHARED, HOST_LEVEL, shared_graylane(modifier_on="rule"), None, shared_kruise()).ok
+
+
+def test_empty_modifier_written_as_an_empty_request_is_recognised():
+    original = {"kind": "VirtualService", "spec": {"http": [{"route": [{"destination": {"host": "reviews"}}]}]}}
+    strategy = dict(HOST_LEVEL, modifier={})
+    lane = {"match": [{"headers": {"x-lane": {"exact": "gray"}}}],
+            "route": [{"destination": {"host": "reviews-canary"}}]}
+    kruise_spec = {"http": [dict(lane, headers={"request": None}), *original["spec"]["http"]]}
+    kruise = {"routed": True, "object": {"metadata": {}, "spec": kruise_spec}}
+    good = {"metadata": {}, "spec": {"http": [dict(lane, headers={"request": {}}), *original["spec"]["http"]]}}
+    verdict = explain(original, strategy, good, None, kruise)
+    assert verdict.ok and verdict.fixes == {"empty-modifier-request"}, verdict.problems
+    bad = {"metadata": {}, "spec": {"http": [lane, *original["spec"]["http"]]}}
+    assert not explain(original, strategy, bad, None, kruise).ok
+
+
+def test_refusing_a_service_behind_a_catch_all_rule_is_recognised():
+    original = {"kind": "VirtualService", "spec": {"http": [
+        {"route": [{"destination": {"host": "ratings"}}]}, {"route": [{"destination": {"host": "reviews"}}]}]}}
+    error = ("object.yaml: document 1: VirtualService default/vs: the http routes to service reviews come after "
+             "http[0], which takes every request first, so no lane rule can catch a request meant for reviews")
+    kruise = {"routed": True, "object": {"metadata": {}, "spec": original["spec"]}}
+    verdict = explain(original, HOST_LEVEL, None, error, kruise)
+    assert verdict.ok and verdict.fixes == {"refuse-unreachable-service"}
+    reachable = {"kind": "VirtualService", "spec": {"http": list(reversed(original["spec"]["http"]))}}
+    assert not explain(reachable, HOST_LEVEL, None, error, kruise).ok
 
 
 def test_weights_that_do_not_sum_to_100_are_not_excused():
