@@ -249,8 +249,11 @@ def test_chain_render_uses_custom_canary_subset_labels(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(spec_with(spec__grayLabels={"track": "gray", "version": "canary"},
                                              spec__canarySubsetLabels={"track": "gray"})))
+    # the gray pods carry the custom labels (with the sample's, subset canary would select none: GL0403)
+    gray = tmp_path / "gray.yaml"
+    gray.write_text((SAMPLES / "fulllink" / "gray.yaml").read_text().replace("istio.service.tag: gray", "track: gray"))
     result = run_graylane("chain", "-f", str(spec), "-f", str(SAMPLES / "fulllink" / "mocka.yaml"),
-                          "-f", str(SAMPLES / "fulllink" / "mockb.yaml"), "--render")
+                          "-f", str(SAMPLES / "fulllink" / "mockb.yaml"), "-f", str(gray), "--render")
     assert result.returncode == 0, result.stderr
     rules = [o for o in docs(result.stdout) if o["kind"] == "DestinationRule"]
     assert all(r["spec"]["subsets"][-1] == {"name": "canary", "labels": {"track": "gray"}} for r in rules)

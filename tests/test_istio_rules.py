@@ -4,7 +4,9 @@ agreeing over the samples and a generated corpus."""
 from __future__ import annotations
 
 import copy
+from functools import partial
 import json
+from typing import Optional
 
 import pytest
 import yaml
@@ -16,7 +18,7 @@ from routing_corpus import corpus
 from engine import inputs
 from engine.checks.validate import check_rendered, validate_documents
 from engine.documents import Document, parse_documents
-from engine.errors import GraylaneError
+from engine.errors import GraylaneError, ScriptError
 from engine.routing.render import Engine, render
 
 
@@ -156,41 +158,58 @@ def test_tcp_routes_get_no_headers_from_the_header_modifier(tmp_path):
     routing = traffic_routing({"weight": 20, "requestHeaderModifier": {"set": [{"name": "x-canary", "value": "1"}]}})
     path = tmp_path / "input.yaml"
     path.write_text(yaml.safe_dump_all([routing, vs]))
-    result = run_graylane("render", "-f", str(path), "-o", "json")
+    # --force: no DestinationRule among the inputs defines subset canary (GL0402), beside the point here
+    result = run_graylane("render", "-f", str(path), "-o", "json", "--force")
     assert result.returncode == 0, result.stderr
     spec = json.loads(result.stdout)["spec"]
     assert [sorted(entry) for entry in spec["tcp"][0]["route"]] == [["destination", "weight"]] * 2
     assert spec["http"][0]["route"][1]["headers"]["request"]["set"] == {"x-route": "stable", "x-canary": "1"}
 
 
-def _renders(objects: list[dict], steps: int, engine: Engine) -> bool:
+# The one refusal validate does not foresee: validate reads the inputs and does not run the scripts, so a lane
+# match the built-in script cannot intersect with a rule's match in one Istio match (a regex against a prefix)
+# is refused by render only, with this message (a known gap, in the README's lanes section).
+SCRIPT_ONLY_REFUSAL = "cannot combine them into one Istio match"
+
+
+def _renders(objects: list[dict], steps: int, engine: Engine) -> Optional[bool]:
+    """Whether every step renders (True/False), or None when the built-in script itself refuses a lane match."""
     for step in range(1, steps + 1):
         documents = [Document(copy.deepcopy(o), "case", i) for i, o in enumerate(objects, 1)]
         try:
-            render(documents, engine, step, check_rendered)
+            render(documents, engine, step, partial(check_rendered, force=True))
+        except ScriptError as error:
+            assert SCRIPT_ONLY_REFUSAL in str(error), str(error)
+            return None
         except GraylaneError:
             return False
     return True
 
 
 def test_validate_and_render_agree_over_the_samples_and_a_generated_corpus():
-    """What renders cleanly validates without errors, and what validates without errors renders."""
+    """What renders cleanly validates without errors, and what validates without errors renders. (Results that
+    would fail requests, GL04xx, are judged on the rendered objects together and refused by render unless
+    --force; validate warns of the same inputs with GL0304. Here render runs as with --force.)"""
     engine = Engine(inputs.script_library([], None), inputs.sandbox(None, None), None)
     cases = {name: (objects, steps) for name, (objects, steps) in corpus().items()}
-    for directory in sorted(p for p in SAMPLES.iterdir() if p.is_dir()):
+    for directory in sorted(p for p in SAMPLES.rglob("*") if p.is_dir() and any(p.glob("*.yaml"))):
         objects = [d.body for path in sorted(directory.glob("*.yaml"))
                    for d in parse_documents(path.read_text(), str(path))]
-        cases[directory.name] = ([o for o in objects if o.get("kind") != "FullLinkGray"], 1)
-    disagreements, clean = [], 0
+        cases[str(directory.relative_to(SAMPLES))] = ([o for o in objects if o.get("kind") != "FullLinkGray"], 1)
+    disagreements, clean, script_only = [], 0, 0
     for name, (objects, steps) in cases.items():
         documents = [Document(copy.deepcopy(o), name, i) for i, o in enumerate(objects, 1)]
         errors = [f.line() for f in validate_documents(documents) if f.severity == "error"]
         renders = _renders(objects, steps, engine)
+        if renders is None:
+            script_only += 1
+            continue
         clean += renders
         if renders == bool(errors):
             disagreements.append((name, renders, errors[:2]))
     assert disagreements == []
     assert 100 <= clean < len(cases), "the corpus must hold both clean and refused cases"
+    assert script_only <= 5, f"{script_only} cases refused by the script alone"
 
 
 @pytest.mark.parametrize("value, valid", [
