@@ -159,7 +159,7 @@ def _run_argo_case(result: CaseResult, sandbox: LuaSandbox, script: Script, case
     name = ((case["original"].get("metadata") or {}).get("name"))
     entry, dr_host = None, None
     if case["original"].get("kind") == "DestinationRule":
-        dr_host = str((original.spec or {}).get("host") or "") if isinstance(original.spec, dict) else ""
+        dr_host = str(original.spec.get("host") or "") if isinstance(original.spec, dict) else ""
     else:
         found = [vs for vs in rollout.virtual_services if vs.name == name] or rollout.virtual_services[:1]
         entry = found[0].entry

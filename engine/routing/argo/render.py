@@ -162,7 +162,7 @@ def _render_object(rollout: ArgoRollout, routing: RoutingPlan, document: Documen
     except ValueError as exc:
         raise document.error(str(exc), f"metadata.annotations[{ORIGINAL_ANNOTATION}]") from None
     key = resource_key(document.api_version, document.kind)
-    state = original
+    state = OriginalState(*_copy(original))
     try:
         for _step, state in fold_steps(rollout, original, steps, hashes, entry, dr_host,
                                        lambda obj: engine.run_script_input(key, obj)):
