@@ -167,3 +167,52 @@ def test_built_wheel_ships_the_scripts_and_finds_them_outside_the_checkout(tmp_p
                              str(site)], cwd="/", env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().splitlines()[-1].endswith("passed, 0 failed")
+
+
+ARGO_SCRIPT = """\
+if obj.argo.weight > 40 then error("too much: " .. obj.argo.weight) end
+local spec = obj.data.spec
+spec.seen = (spec.seen or "") .. obj.argo.step .. ":" .. obj.argo.weight .. ";"
+return {spec = spec}
+"""
+
+ARGO_ROLLOUT = """\
+rollout:
+  apiVersion: argoproj.io/v1alpha1
+  kind: Rollout
+  metadata: {name: web}
+  spec:
+    strategy:
+      canary:
+        canaryService: web-canary
+        stableService: web
+        trafficRouting:
+          istio:
+            virtualService: {name: web}
+        steps:
+        - setWeight: 10
+        - pause: {}
+        - setWeight: %d
+original:
+  apiVersion: example.io/v1
+  kind: Route
+  metadata: {name: web}
+  spec: {}
+"""
+
+
+def test_argo_rollout_case_folds_every_step_as_render_does(tmp_path):
+    """Each step sees the previous step's output and its own obj.argo (the weight in effect: a pause keeps it)."""
+    good = ARGO_ROLLOUT % 30 + "expected:\n" + "".join(
+        f"- metadata: {{name: web}}\n  spec: {{seen: '{seen}'}}\n" for seen in
+        ("1:10;", "1:10;2:10;", "1:10;2:10;3:20;"))
+    failing = ARGO_ROLLOUT % 50 + "expectedError: 'too much: 60'\n"
+    make_tree(tmp_path, ARGO_SCRIPT, {"a_steps.yaml": good, "b_error.yaml": failing})
+    result = run_graylane("test", str(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert "--- expected (step 3 (setWeight 30%))" in lines and "+++ got (step 3 (setWeight 30%))" in lines
+    assert "-  seen: 1:10;2:10;3:20;" in lines and "+  seen: 1:10;2:10;3:30;" in lines
+    assert any("step 3 (setWeight 50%): expected an error containing 'too much: 60', got:" in line
+               and "too much: 50" in line for line in lines), result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "0 passed, 2 failed"

@@ -1,6 +1,7 @@
 """``graylane test``: runs every script's ``testdata/*.yaml`` cases (Kruise's case format).
 
-A case holds ``trafficRouting:`` (v1alpha1) or ``rollout:`` (with steps), ``original:`` (the network
+A case holds ``trafficRouting:`` (v1alpha1) or ``rollout:`` (with steps; an Argo Rollout too, its steps
+folded as Argo's render folds them), ``original:`` (the network
 object) and ``expected:`` (one object per step). Services, weights and matches come from the same
 strategy code that ``render`` uses, and the script input from the same builder.
 
@@ -21,6 +22,8 @@ import yaml
 from engine.documents import Document, dump_yaml, load_yaml_text
 from engine.errors import GraylaneError, ScriptError
 from engine.lua.coverage import executable_lines
+from engine.routing.argo.render import StepScriptError, fold_steps, pod_hashes
+from engine.routing.argo.rollout import ArgoStep, is_argo_rollout, read_rollout
 from engine.routing.render import network_result
 from engine.lua.sandbox import LuaSandbox, Script
 from engine.routing.script_input import OriginalState, build_script_input, original_of
@@ -127,6 +130,9 @@ def run_case(sandbox: LuaSandbox, script: Script, case_path: Path, lines: Option
         if not isinstance(expected, list) or not all(isinstance(e, dict) for e in expected):
             raise GraylaneError(f"{case_path}: expected: must be a list of objects")
         routing = Document(routing_body, str(case_path), 1)
+        if is_argo_rollout(routing):
+            _run_argo_case(result, sandbox, script, case, routing, expected, lines)
+            return result
         steps = [None] if "trafficRouting" in case else list(range(1, len(rollout_steps(routing)) + 1))
         original, _ = original_of(case["original"])
         if "expectedError" in case:
@@ -136,19 +142,72 @@ def run_case(sandbox: LuaSandbox, script: Script, case_path: Path, lines: Option
         for step in steps:
             result.outputs.append(_run_step(sandbox, script, routing, step, original, lines))
         result.updatable = True
-        if not expected:
-            raise GraylaneError(f"{case_path}: no expected: objects yet; graylane test --update records them")
-        if len(expected) != len(steps):
-            raise GraylaneError(f"{case_path}: expected has {len(expected)} object(s) for {len(steps)} step(s)")
-        for step, want, got in zip(steps, expected, result.outputs):
-            label = f"step {step}" if step else "trafficRouting"
-            diff = value_diff(_comparable(_expected_state(want)), _comparable(got), f"expected ({label})",
-                              f"got ({label})")
-            if diff:
-                result.failures.append(diff)
+        _compare(result, [f"step {step}" if step else "trafficRouting" for step in steps], expected)
     except (GraylaneError, ValueError, yaml.YAMLError) as exc:
         result.failures.append("\n".join([str(exc), *exc.details()]) if isinstance(exc, GraylaneError) else str(exc))
     return result
+
+
+def _run_argo_case(result: CaseResult, sandbox: LuaSandbox, script: Script, case: dict, routing: Document,
+                   expected: list, lines: Optional[set[int]]) -> None:
+    """An Argo Rollout case: every step folded through the script as ``render`` folds it (the same
+    :func:`fold_steps`), the object being the case's ``original:`` (a VirtualService, or the DestinationRule).
+    A VirtualService case of a subset-level Rollout may give ``destinationRule:`` (the object), whose host is
+    where header and mirror routes send requests."""
+    rollout = read_rollout(routing)
+    original, _ = original_of(case["original"])
+    name = ((case["original"].get("metadata") or {}).get("name"))
+    entry, dr_host = None, None
+    if case["original"].get("kind") == "DestinationRule":
+        dr_host = str(original.spec.get("host") or "") if isinstance(original.spec, dict) else ""
+    else:
+        found = [vs for vs in rollout.virtual_services if vs.name == name] or rollout.virtual_services[:1]
+        entry = found[0].entry
+        dr = case.get("destinationRule")
+        if isinstance(dr, dict) and isinstance(dr.get("spec"), dict):
+            dr_host = str(dr["spec"].get("host") or "")
+    hashes = pod_hashes(rollout, [], {})
+
+    def run(obj: dict) -> OriginalState:
+        return network_result(script, sandbox.run(script, obj, lines=lines).value)
+
+    def label(step: ArgoStep) -> str:
+        return f"step {step.number} ({step.description})"
+
+    if "expectedError" in case:
+        wanted = case["expectedError"]
+        if not isinstance(wanted, str) or not wanted:
+            raise GraylaneError(f"{result.case}: expectedError: must be the text the script error contains")
+        try:
+            for _ in fold_steps(rollout, original, rollout.steps, hashes, entry, dr_host, run):
+                pass
+        except StepScriptError as failed:
+            if wanted not in str(failed.error):
+                result.failures.append(f"{label(failed.step)}: expected an error containing {wanted!r}, "
+                                       f"got: {failed.error}")
+            return
+        result.failures.append(f"expected an error containing {wanted!r}, but every step succeeded")
+        return
+    result.original = case["original"]
+    try:
+        folded = list(fold_steps(rollout, original, rollout.steps, hashes, entry, dr_host, run))
+    except StepScriptError as failed:
+        raise failed.error.about(f"{routing.source}, {label(failed.step)}") from None
+    result.outputs = [state for _, state in folded]
+    result.updatable = True
+    _compare(result, [label(step) for step, _ in folded], expected)
+
+
+def _compare(result: CaseResult, labels: list[str], expected: list) -> None:
+    if not expected:
+        raise GraylaneError(f"{result.case}: no expected: objects yet; graylane test --update records them")
+    if len(expected) != len(labels):
+        raise GraylaneError(f"{result.case}: expected has {len(expected)} object(s) for {len(labels)} step(s)")
+    for label, want, got in zip(labels, expected, result.outputs):
+        diff = value_diff(_comparable(_expected_state(want)), _comparable(got), f"expected ({label})",
+                          f"got ({label})")
+        if diff:
+            result.failures.append(diff)
 
 
 def _run_step(sandbox: LuaSandbox, script: Script, routing: Document, step: Optional[int],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Iterator, Optional
 
 from engine.documents import Document
 from engine.errors import ScriptError
@@ -163,18 +163,43 @@ def _render_object(rollout: ArgoRollout, routing: RoutingPlan, document: Documen
         raise document.error(str(exc), f"metadata.annotations[{ORIGINAL_ANNOTATION}]") from None
     key = resource_key(document.api_version, document.kind)
     state = OriginalState(*_copy(original))
-    for step in steps:
-        obj = build_argo_script_input(state, step.weight, rollout.stable_service, rollout.canary_service,
-                                      _argo_fields(rollout, step, hashes, entry, dr_host))
-        try:
-            state = engine.run_script_input(key, obj)
-        except ScriptError as exc:
-            raise rollout.document.error(f"step {step.number} ({step.description}) on {document.describe()}: "
-                                         f"{exc.message} ({exc.script})", where) from None
+    try:
+        for _step, state in fold_steps(rollout, original, steps, hashes, entry, dr_host,
+                                       lambda obj: engine.run_script_input(key, obj)):
+            pass
+    except StepScriptError as failed:
+        exc, step = failed.error, failed.step
+        raise rollout.document.error(f"step {step.number} ({step.description}) on {document.describe()}: "
+                                     f"{exc.message} ({exc.script})", where) from None
     body = apply_result(document.body, state.spec, state.labels, state.annotations, encode_original(original))
     if check:
         check(document, body)
     return Rendered(document, body, routing, body != document.body)
+
+
+class StepScriptError(Exception):
+    """A script error at one step of the fold (the step says where, for the caller's message)."""
+
+    def __init__(self, error: ScriptError, step: ArgoStep):
+        super().__init__(str(error))
+        self.error, self.step = error, step
+
+
+def fold_steps(rollout: ArgoRollout, original: OriginalState, steps: list[ArgoStep], hashes: PodHashes,
+               entry: Optional[dict], dr_host: Optional[str],
+               run: Callable[[dict], OriginalState]) -> Iterator[tuple[ArgoStep, OriginalState]]:
+    """Argo's step-by-step reconcile of one object: each step's script run (``run``) sees the previous step's
+    output and the step's ``obj.argo``; yields the state after each step. Render and ``graylane test`` both
+    fold through here."""
+    state = OriginalState(*_copy(original))
+    for step in steps:
+        obj = build_argo_script_input(state, step.weight, rollout.stable_service, rollout.canary_service,
+                                      _argo_fields(rollout, step, hashes, entry, dr_host))
+        try:
+            state = run(obj)
+        except ScriptError as exc:
+            raise StepScriptError(exc, step) from None
+        yield step, state
 
 
 def _copy(original: OriginalState) -> tuple:
