@@ -242,7 +242,7 @@ def test_controller_runs_scripts_packaged_by_graylane_script_configmap(kube, kub
     assert configmap["data"] == {"lua.traffic.routing.VirtualService.networking.istio.io": script.read_text()}
     client.CoreV1Api(kube.api).create_namespaced_config_map(ns, configmap)
     created = network_objects(kube, ns, "mocka.yaml")
-    controllers(ns, "--scripts-configmap", "graylane-scripts")
+    controllers(ns, "--scripts-configmap", f"{ns}/graylane-scripts")  # the ConfigMap is in the watched namespace
     kube.create(routing(ns))
     wait_for(lambda: phase(kube, ns) == "Progressing", what="Progressing with the packaged script")
     vs = kube.get("VirtualService", ns, "vs-mocka")
