@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine.cli.options import (emit, engine_from_args, filename_option, namespace_option, object_output_option,
-                                 read_inputs, script_options)
+from engine.cli.options import (emit, engine_from_args, filename_option, force_option, namespace_option,
+                                object_output_option, output_check, print_warnings, read_inputs, script_options)
 from engine.errors import GraylaneError, InvalidInputError
 
 
@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--strict", action="store_true", help="warnings are errors (exit 1, nothing printed)")
     namespace_option(parser)
     object_output_option(parser)
+    force_option(parser)
     script_options(parser)
     parser.set_defaults(handler=run_chain)
 
@@ -41,8 +42,9 @@ def run_chain(args: argparse.Namespace) -> int:
     objects: list = []
     warnings: list[str] = []
     for spec in specs:
-        output = generate(spec, others, engine, args.render)
+        output = generate(spec, others, engine, args.render, output_check(args) if args.render else None)
         objects.extend(output.objects)
+        print_warnings(output.findings)
         warnings.extend(f"{spec.document.source}: FullLinkGray {spec.name}: {w}" for w in output.warnings)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -32,7 +32,7 @@ from engine.fields import as_map as _map
 from engine.fields import as_string as _string
 from engine.errors import InvalidInputError
 from engine.routing.hosts import service_key
-from engine.routing.render import Engine, Rendered, render
+from engine.routing.render import Engine, OutputCheck, Rendered, render
 from engine.routing.strategy import is_rollout, is_traffic_routing
 
 API_VERSION = "graylane.io/v1alpha1"
@@ -289,6 +289,7 @@ def _labels(document: Document, value: Any, where: str, allow_empty: bool = Fals
 class ChainOutput:
     objects: list  # bodies, in apply order
     warnings: list  # readable problems found with the inputs
+    findings: list = field(default_factory=list)  # what the output check let through (--force)
 
 
 def traffic_routing(spec: FullLinkSpec, service: ChainService, network_api: dict) -> dict:
@@ -333,14 +334,16 @@ def rollout(spec: FullLinkSpec, service: ChainService) -> dict:
 
 
 def generate(spec: FullLinkSpec, documents: list, engine: Optional[Engine] = None,
-             render_network: bool = False) -> ChainOutput:
+             render_network: bool = False, check: Optional[OutputCheck] = None) -> ChainOutput:
     """The objects of a chain; ``documents`` are the other inputs (network objects, workloads) for checks
-    and, with ``render_network``, for rendering (``engine`` runs the traffic-routing scripts)."""
+    and, with ``render_network``, for rendering (``engine`` runs the traffic-routing scripts, ``check`` is
+    render's output check)."""
     warnings = check_inputs(spec, documents)
     network_api = {(d.kind, d.name): d.api_version for d in documents
                    if d.group == "networking.istio.io" and _in_namespace(d, spec.namespace)}
     objects: list = [envoy_filter(spec.coloring, spec.target, {SPEC_LABEL: spec.name})]
     routings: list = []
+    findings: list = []
     for service in spec.services:
         if not service.release:
             continue
@@ -352,11 +355,14 @@ def generate(spec: FullLinkSpec, documents: list, engine: Optional[Engine] = Non
     if render_network:
         if engine is None:
             raise ValueError("rendering needs an engine")
-        objects.extend(item.body for item in render_chain(spec, routings, documents, engine))
-    return ChainOutput(objects, warnings)
+        rendered = render_chain(spec, routings, documents, engine, check)
+        objects.extend(item.body for item in rendered)
+        findings.extend(w for item in rendered for w in item.warnings)
+    return ChainOutput(objects, warnings, findings)
 
 
-def render_chain(spec: FullLinkSpec, routings: list, documents: list, engine: Engine) -> list[Rendered]:
+def render_chain(spec: FullLinkSpec, routings: list, documents: list, engine: Engine,
+                 check: Optional[OutputCheck] = None) -> list[Rendered]:
     """The chain's VirtualServices/DestinationRules as its TrafficRoutings leave them (input routings are
     left out: the chain's own replace them). DestinationRules get the canary-subset-labels annotation when
     the spec selects gray pods with other labels than the built-in script's default."""
@@ -376,8 +382,7 @@ def render_chain(spec: FullLinkSpec, routings: list, documents: list, engine: En
         network = annotated
     generated = [Document(body, f"<{spec.document.source}: chain {spec.name}>", index)
                  for index, body in enumerate(routings, 1)]
-    from engine.checks.validate import check_rendered
-    return render(generated + network, engine, check=check_rendered)
+    return render(generated + network, engine, check=check)
 
 
 def _in_namespace(document: Document, namespace: str) -> bool:

@@ -59,17 +59,18 @@ def _rollout_steps(directory: Path) -> int:
 
 
 def _sample_outputs() -> dict[str, list[dict]]:
-    """Everything graylane prints for the samples: render (every Rollout step), chain --render and color."""
+    """Everything graylane prints for the samples: render (every Rollout step), chain --render and color (with
+    --force: samples/misconfigured would fail requests, which is what it shows, and Istio still accepts it)."""
     cases: dict[str, list[dict]] = {}
     for directory in sorted(p for p in SAMPLES.rglob("*") if p.is_dir() and any(p.glob("*.yaml"))):
         context = _sample_context(directory)
         for step in range(1, _rollout_steps(directory) + 1):
             cases[f"render {directory.relative_to(SAMPLES)} --step {step}"] = [
-                *_graylane_json("render", "-f", str(directory), "--step", str(step)), *context]
+                *_graylane_json("render", "-f", str(directory), "--step", str(step), "--force"), *context]
         spec = directory / "fulllink.yaml"
         if spec.exists():
             cases[f"chain {directory.relative_to(SAMPLES)} --render"] = [
-                *_graylane_json("chain", "-f", str(directory), "--render"), *context]
+                *_graylane_json("chain", "-f", str(directory), "--render", "--force"), *context]
             cases[f"color {directory.relative_to(SAMPLES)}"] = [*_graylane_json("color", "-f", str(spec)), *context]
     return cases
 
