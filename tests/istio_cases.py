@@ -33,13 +33,14 @@ APP = [service("reviews"), deployment("reviews-v1", {"app": "reviews", "version"
        deployment("reviews-v2", {"app": "reviews", "version": "v2"})]
 
 
-def virtual_service(name: str = "reviews", hosts: tuple = ("reviews",), gateways: tuple = (), **rule) -> dict:
+def virtual_service(name: str = "reviews", hosts: tuple = ("reviews",), gateways: tuple = (), namespace: str = "default",
+                    destination: str = "reviews", **rule) -> dict:
     spec: dict = {"hosts": list(hosts),
-                  "http": [{"route": [{"destination": {"host": "reviews"}}], **rule}]}
+                  "http": [{"route": [{"destination": {"host": destination}}], **rule}]}
     if gateways:
         spec["gateways"] = list(gateways)
     return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-            "metadata": {"name": name, "namespace": "default"}, "spec": spec}
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
 
 def destination_rule(subsets: list) -> dict:
@@ -113,6 +114,11 @@ BROKEN: dict[str, list[dict]] = {
     "regex-not-re2": [virtual_service(match=[{"headers": {"user-agent": {"regex": "^(?!curl).*"}}}]), *APP],
     "subset-label-with-space": [_with_subsets(virtual_service()),
                                 destination_rule([SUBSETS[0], {"name": "v2", "labels": {"version": "v 2"}}]), *APP],
+    # Istio expands only host names without dots, in the VirtualService's namespace (IST0101 host not found)
+    "destination-host-name-ns": [virtual_service(destination="reviews.default"), *APP],
+    "destination-host-name-ns-svc": [virtual_service(destination="reviews.default.svc"), *APP],
+    "destination-short-host-of-another-namespace": [
+        virtual_service(namespace="shop", hosts=("reviews.default.svc.cluster.local",)), *APP],
     "subset-label-bad-key": [_with_subsets(virtual_service()),
                              destination_rule([SUBSETS[0], {"name": "v2", "labels": {"-version": "v2"}}]), *APP],
 }
@@ -123,7 +129,20 @@ GRAYLANE_ONLY: dict[str, tuple[list[dict], str]] = {
     "envoyfilter-wrong-namespace": ([envoy_filter(namespace="default", selector={"app": "gateway"}),
                                      deployment("gateway", {"app": "gateway"}, "edge"), *INGRESS], "GL0507"),
     "host-not-expanded": ([virtual_service(hosts=("reviews.default",)), *APP], "GL0510"),
+    "host-not-expanded-with-svc": ([virtual_service(hosts=("reviews.default.svc",)), *APP], "GL0510"),
     "subset-selects-only-another-services-pods": (
         [_with_subsets(virtual_service()), destination_rule([SUBSETS[0], {"name": "v2", "labels": {"version": "v3"}}]),
          *APP, service("ratings"), deployment("ratings-v3", {"app": "ratings", "version": "v3"})], "GL0506"),
+}
+
+
+# Host forms Istio resolves to Service reviews of namespace default, from a VirtualService of that namespace or of
+# another (wildcard and external hosts beside them): Istio finds nothing, and neither does graylane.
+RESOLVED_HOST_FORMS: dict[str, list[dict]] = {
+    "short": [virtual_service(), *APP],
+    "fqdn": [virtual_service(destination="reviews.default.svc.cluster.local"), *APP],
+    "fqdn-from-another-namespace": [virtual_service(namespace="shop", hosts=("reviews.default.svc.cluster.local",),
+                                                    destination="reviews.default.svc.cluster.local"), *APP],
+    "wildcard-host-and-fqdn": [virtual_service(hosts=("*.default.svc.cluster.local",),
+                                               destination="reviews.default.svc.cluster.local"), *APP],
 }

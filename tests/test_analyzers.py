@@ -10,7 +10,8 @@ from engine.checks.analyzers import CODES, ERROR, WARNING, analyze
 from engine.checks.analyzers.istio import match_covers
 from engine.documents import Document, parse_documents
 from engine.errors import ValidationFailed
-from engine.routing.hosts import fqdn, host_matches, is_service_host, same_service, service_key
+from engine.routing.hosts import (fqdn, host_matches, how_to_write, is_service_host, request_service_key, same_service,
+                                  service_key)
 from engine.checks.validate import check_rendered, schema_findings, validate_documents
 
 
@@ -476,34 +477,74 @@ def test_check_rendered_ignores_warnings_and_kinds_without_schema():
 
 # ---------------------------------------------------------------------------------------------- hosts
 
+# Istio's rules (ResolveShortnameToFQDN): only a name without dots is expanded, in the namespace of the object that
+# holds it; every host with a dot is literal, so name.ns and name.ns.svc name no Service.
 @pytest.mark.parametrize("host,namespace,key", [
-    ("reviews", "bookinfo", ("reviews", "bookinfo")),
+    ("reviews", "bookinfo", ("reviews", "bookinfo")),                              # short: the object's namespace
     ("reviews", None, ("reviews", None)),
-    ("reviews.bookinfo", None, ("reviews", "bookinfo")),
-    ("reviews.bookinfo.svc", "x", ("reviews", "bookinfo")),
-    ("Reviews.Bookinfo.svc.cluster.local.", None, ("reviews", "bookinfo")),
-    ("reviews.bookinfo.svc.corp.example", None, ("reviews", "bookinfo")),
-    ("api.example.com", "x", ("api.example.com", None)),
-    ("*.example.com", "x", ("*.example.com", None)),
+    ("reviews.bookinfo", None, ("reviews.bookinfo", None)),                        # name.ns: literal
+    ("reviews.bookinfo", "bookinfo", ("reviews.bookinfo", None)),
+    ("reviews.bookinfo.svc", "x", ("reviews.bookinfo.svc", None)),                 # name.ns.svc: literal
+    ("Reviews.Bookinfo.svc.cluster.local.", None, ("reviews", "bookinfo")),        # FQDN
+    ("reviews.other.svc.cluster.local", "bookinfo", ("reviews", "other")),         # FQDN of another namespace
+    ("reviews.bookinfo.svc.corp.example", None, ("reviews.bookinfo.svc.corp.example", None)),  # another domain
+    ("api.example.com", "x", ("api.example.com", None)),                           # external
+    ("*.example.com", "x", ("*.example.com", None)),                               # wildcard
     ("*", None, ("*", None)),
 ])
-def test_service_key(host, namespace, key):
+def test_service_key_follows_istio(host, namespace, key):
     assert service_key(host, namespace) == key
 
 
-def test_same_service_and_helpers():
-    assert same_service("reviews", "reviews.bookinfo.svc.cluster.local", "bookinfo")
-    assert same_service("reviews", "reviews.bookinfo")  # short name, no namespace known: names decide
-    assert not same_service("reviews", "reviews.other.svc.cluster.local", "bookinfo")
-    assert not same_service("reviews", "ratings", "bookinfo")
-    assert not same_service("*", "reviews")
-    assert not same_service("api.example.com", "api.example.com.svc")
+@pytest.mark.parametrize("host,client,key", [
+    ("reviews", "bookinfo", ("reviews", "bookinfo")), ("reviews.bookinfo", "default", ("reviews", "bookinfo")),
+    ("reviews.bookinfo.svc", "default", ("reviews", "bookinfo")),
+    ("reviews.bookinfo.svc.cluster.local", "default", ("reviews", "bookinfo")),
+    ("api.example.com", "default", ("api.example.com", None)), ("*.example.com", "x", ("*.example.com", None))])
+def test_request_hosts_resolve_as_kubernetes_dns(host, client, key):
+    """A request (or a service named on graylane's command line) reaches the Service through DNS and the sidecar's
+    virtual-host domains, which include name.ns and name.ns.svc."""
+    assert request_service_key(host, client) == key
+
+
+@pytest.mark.parametrize("a,b,namespace,same", [
+    ("reviews", "reviews.bookinfo.svc.cluster.local", "bookinfo", True),
+    ("reviews", "reviews", None, True),
+    ("reviews", "reviews.bookinfo", "bookinfo", False),          # Istio: reviews.bookinfo is no Service
+    ("reviews", "reviews.bookinfo.svc", "bookinfo", False),
+    ("reviews.bookinfo", "reviews.bookinfo", "bookinfo", True),  # the same literal host
+    ("reviews", "reviews.other.svc.cluster.local", "bookinfo", False),
+    ("reviews", "ratings", "bookinfo", False), ("*", "reviews", None, False),
+    ("api.example.com", "api.example.com.svc", None, False)])
+def test_same_service_follows_istio(a, b, namespace, same):
+    assert same_service(a, b, namespace) is same
+    assert same_service(b, a, namespace) is same
+
+
+def test_fqdn_is_service_host_and_host_matches_follow_istio():
     assert fqdn("reviews", "bookinfo") == "reviews.bookinfo.svc.cluster.local"
+    assert fqdn("reviews.bookinfo", "bookinfo") == "reviews.bookinfo"
     assert fqdn("api.example.com", "bookinfo") == "api.example.com"
-    assert is_service_host("reviews.bookinfo") and not is_service_host("*.bookinfo.svc.cluster.local")
+    assert is_service_host("reviews") and is_service_host("reviews.bookinfo.svc.cluster.local")
+    assert not is_service_host("reviews.bookinfo") and not is_service_host("reviews.bookinfo.svc")
+    assert not is_service_host("*.bookinfo.svc.cluster.local") and not is_service_host("api.example.com")
     assert host_matches("*.bookinfo.svc.cluster.local", "reviews", "bookinfo")
-    assert host_matches("reviews.bookinfo", "reviews.bookinfo.svc.cluster.local")
+    assert host_matches("reviews", "reviews.bookinfo.svc.cluster.local", "bookinfo")
+    assert not host_matches("reviews.bookinfo", "reviews.bookinfo.svc.cluster.local")
+    assert not host_matches("*.bookinfo.svc.cluster.local", "reviews.bookinfo")
     assert not host_matches("*.other.svc.cluster.local", "reviews", "bookinfo")
+    assert host_matches("*", "api.example.com") and host_matches("*.example.com", "api.example.com")
+
+
+def test_how_to_write_names_the_fqdn_and_the_short_name_where_it_works():
+    assert how_to_write("reviews.bookinfo", "bookinfo") == (
+        "write 'reviews.bookinfo.svc.cluster.local', or the short name 'reviews' (this object is in namespace "
+        "bookinfo)")
+    assert how_to_write("reviews.bookinfo.svc", "shop") == (
+        "write 'reviews.bookinfo.svc.cluster.local' (the short name 'reviews' would mean Service reviews of "
+        "namespace shop)")
+    for fine in ("reviews", "reviews.bookinfo.svc.cluster.local", "api.example.com", "*.example.com", "*"):
+        assert how_to_write(fine, "bookinfo") == ""
 
 
 def test_findings_format():

@@ -94,6 +94,15 @@ CASES = {
     "GL0509": ([envoy_filter(priority=None)], [envoy_filter(priority=-10)]),
     "GL0510": ([virtual_service(hosts=("reviews.default.svc",))],
                [virtual_service(hosts=("reviews.default.svc.cluster.local",))]),
+    "GL0510 destination name.ns": ([virtual_service(hosts=("reviews",), destination="reviews.default"), *APP],
+                                   [virtual_service(hosts=("reviews",), destination="reviews"), *APP]),
+    "GL0510 destination name.ns.svc": ([virtual_service(destination="reviews.default.svc"), *APP],
+                                       [virtual_service(destination="reviews.default.svc.cluster.local"), *APP]),
+    "GL0512": ([virtual_service(namespace="shop", hosts=("reviews.default.svc.cluster.local",)), *APP],
+               [virtual_service(namespace="shop", hosts=("reviews.default.svc.cluster.local",),
+                                destination="reviews.default.svc.cluster.local"), *APP]),
+    "GL0512 same namespace": ([virtual_service(destination="ratings"), *APP],
+                              [virtual_service(destination="ratings"), *APP, service("ratings")]),
 }
 
 

@@ -328,9 +328,13 @@ def test_string_match_semantics():
 
 # ---------------------------------------------------------------------------------------------- hosts and hops
 
+# A VirtualService host resolves by Istio's rules (a short name in the VirtualService's namespace, or the FQDN); the
+# host an application calls reaches the Service through Kubernetes DNS, so mockb.default and mockb.default.svc work
+# there (the sidecar's virtual-host domains include them).
 @pytest.mark.parametrize("vs_host,call", [
     ("mockb", "mockb"), ("mockb.default.svc.cluster.local", "mockb"), ("mockb", "mockb.default"),
-    ("mockb.default", "mockb.default.svc.cluster.local"), ("*.default.svc.cluster.local", "mockb"),
+    ("mockb", "mockb.default.svc"), ("mockb.default.svc.cluster.local", "mockb.default.svc.cluster.local"),
+    ("*.default.svc.cluster.local", "mockb"),
 ])
 def test_host_forms_name_one_service(vs_host, call):
     documents = sample("fulllink")
@@ -339,6 +343,53 @@ def test_host_forms_name_one_service(vs_host, call):
     hop = trace.root.arrivals[0].calls[0]
     assert hop.virtual_service == "default/vs-mockb", text(trace)
     assert served(trace)["mockb"] == {"mockb-gray": 1}
+
+
+@pytest.mark.parametrize("vs_host", ["mockb.default", "mockb.default.svc", "mockb.other.svc.cluster.local"])
+def test_virtual_service_hosts_istio_takes_literally_do_not_bind_the_service(vs_host):
+    """Istio expands only names without dots: a VirtualService for mockb.default is not the one for Service mockb,
+    so a call to mockb goes to the whole Service, not through vs-mockb's subset."""
+    documents = sample("fulllink")
+    find(documents, "VirtualService", "vs-mockb").body["spec"]["hosts"] = [vs_host]
+    trace = run(documents, "agent: pc", calls={"default/mocka": [parse_call("mockb", "default")]})
+    hop = trace.root.arrivals[0].calls[0]
+    assert hop.virtual_service is None, text(trace)
+    assert any("no VirtualService for mockb" in note for note in hop.notes)
+
+
+@pytest.mark.parametrize("destination", ["mockb.default", "mockb.default.svc"])
+def test_a_destination_istio_takes_literally_reaches_no_pods_and_the_trace_says_how_to_write_it(destination):
+    documents = sample("fulllink")
+    vs = find(documents, "VirtualService", "vs-mockb")
+    vs.body["spec"]["http"][0]["route"][0]["destination"]["host"] = destination
+    trace = run(documents, "agent: pc", calls={"default/mocka": [parse_call("mockb", "default")]})
+    arrival = trace.root.arrivals[0].calls[0].arrivals[0]
+    assert arrival.status == 503 and arrival.workload is None, text(trace)
+    assert arrival.reason == (f"Istio takes destination host {destination} literally (it expands only names without "
+                              "dots), so it names no Service and requests get 503 (no cluster): write "
+                              "'mockb.default.svc.cluster.local', or the short name 'mockb' (this object is in "
+                              "namespace default)")
+    assert "mockb" not in served(trace)
+    assert arrival.reason in text(trace)
+
+
+@pytest.mark.parametrize("destination,served_by", [
+    ("mockb", None), ("mockb.default.svc.cluster.local", {"mockb-base": Fraction(1, 2), "mockb-gray": Fraction(1, 2)})])
+def test_a_short_destination_resolves_in_the_virtual_services_namespace(destination, served_by):
+    """vs-mockb moved to namespace edge (its host the FQDN): a short destination there means edge/mockb."""
+    documents = sample("fulllink")
+    vs = find(documents, "VirtualService", "vs-mockb")
+    vs.body["metadata"]["namespace"] = "edge"
+    vs.body["spec"]["hosts"] = ["mockb.default.svc.cluster.local"]
+    vs.body["spec"]["http"] = [{"route": [{"destination": {"host": destination}}]}]
+    documents[documents.index(vs)] = Document(vs.body, vs.source, vs.index)
+    trace = run(documents, calls={"default/mocka": [parse_call("mockb", "default")]})
+    hop = trace.root.arrivals[0].calls[0]
+    assert hop.virtual_service == "edge/vs-mockb", text(trace)
+    if served_by is None:
+        assert hop.arrivals[0].status == 503 and hop.arrivals[0].reason == "no Service edge/mockb in the inputs"
+    else:
+        assert served(trace)["mockb"] == served_by
 
 
 def test_gateway_prefers_the_most_specific_host():

@@ -92,6 +92,9 @@ CODES: dict[str, Code] = {c.code: c for c in (
          "only names without dots, so it names no Service"),
     Code("GL0511", "EnvoyFilterV2Type", ERROR, "an EnvoyFilter names an Envoy v2 API type, which Envoy no longer has "
          "(Istio refuses it)"),
+    Code("GL0512", "ServiceHostNotFound", WARNING, "a destination host names a Service (a short name resolves in the "
+         "namespace of the VirtualService) that is not among the inputs while a Service of that name in another "
+         "namespace, or other Services of that namespace, are (IST0101)"),
     Code("GL0601", "ArgoRolloutInvalid", ERROR, "an Argo Rollout's canary.trafficRouting.istio or steps break Argo's "
          "rules (virtualService or virtualServices, canaryService and stableService or a destinationRule, header and "
          "mirror routes listed in managedRoutes, setWeight from 0 to 100)"),

@@ -31,7 +31,7 @@ from engine.fields import as_list as _list
 from engine.fields import as_map as _map
 from engine.fields import as_string as _string
 from engine.errors import InvalidInputError
-from engine.routing.hosts import service_key
+from engine.routing.hosts import request_service_key
 from engine.routing.render import Engine, OutputCheck, Rendered, render
 from engine.routing.strategy import is_rollout, is_traffic_routing
 
@@ -254,7 +254,7 @@ def _parse_call(document: Document, call: Any, where: str, namespace: str) -> Ca
     call = _map(document, call, where, required=True)
     _known(document, call, where, {"service", "method", "path", "port"})
     target = _string(document, call.get("service"), f"{where}.service")
-    name, target_namespace = service_key(target, namespace)
+    name, target_namespace = request_service_key(target, namespace)
     if "." in name or "*" in name:
         raise document.error(f"{target!r} is not a service name", f"{where}.service")
     path = call.get("path", "/")

@@ -28,14 +28,14 @@ ROUTE_PROTOCOLS = ("http", "tcp", "tls")
 
 
 def same_service(host: Any, service: str) -> bool:
-    """``reviews``, ``reviews.shop`` and ``reviews.shop.svc.cluster.local`` name one service; a namespace
-    only has to agree when both sides give one (as the built-in script decides)."""
+    """``reviews`` and ``reviews.shop.svc.cluster.local`` name service reviews, as Istio resolves hosts (and as the
+    built-in script decides); ``reviews.shop`` and ``reviews.shop.svc`` name no Service in Istio."""
     if not isinstance(host, str):
         return False
-    host_parts, service_parts = host.split("."), service.split(".")
-    if host_parts[0] != service_parts[0]:
-        return False
-    return len(host_parts) < 2 or len(service_parts) < 2 or host_parts[1] == service_parts[1]
+    if host == service:
+        return True
+    labels = host.split(".")
+    return len(labels) == 5 and labels[0] == service and labels[2:] == ["svc", "cluster", "local"]
 
 
 def is_canary_destination(destination: Any, stable: str, canary: str) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from istio_cases import BROKEN, GRAYLANE_ONLY
+from istio_cases import BROKEN, GRAYLANE_ONLY, RESOLVED_HOST_FORMS
 from routing_corpus import corpus
 from helpers import SAMPLES, run_graylane
 from istio_oracle import run_oracle
@@ -133,7 +133,8 @@ def test_istio_accepts_everything_graylane_renders_from_the_generated_corpus():
 
 # Istio analyzer codes and the graylane codes that report the same mistake.
 EXPECTED = {
-    "IST0101": {"GL0501", "GL0505", "GL0201", "GL0301"},  # referenced gateway / host:port / subset not found
+    # referenced gateway / host:port / subset / host not found (name.ns and name.ns.svc: Istio takes them literally)
+    "IST0101": {"GL0501", "GL0505", "GL0201", "GL0301", "GL0510", "GL0512"},
     "IST0109": {"GL0503"},
     "IST0112": {"GL0505"},
     "IST0132": {"GL0502", "GL0501"},  # also reported when the Gateway is missing
@@ -185,3 +186,16 @@ def test_graylane_finds_more_than_istio(case, tmp_path):
     path.write_text(yaml.safe_dump_all(objects))
     findings = json.loads(run_graylane("validate", "-f", str(path), "-o", "json").stdout)
     assert code in {f["code"] for f in findings}
+
+
+@pytest.mark.parametrize("case", sorted(RESOLVED_HOST_FORMS))
+def test_host_forms_istio_resolves_are_clean_for_both(case, tmp_path):
+    """The other side of the host cases in BROKEN: the forms Istio resolves to the Service (short in the object's
+    namespace, the FQDN from anywhere, a wildcard beside it) draw no finding from Istio and none from graylane."""
+    objects = RESOLVED_HOST_FORMS[case]
+    istio = run_oracle({case: objects})[case]
+    assert istio.analysis == [] and istio.rejections() == [], istio
+    path = tmp_path / "case.yaml"
+    path.write_text(yaml.safe_dump_all(objects))
+    result = run_graylane("validate", "-f", str(path), "-o", "json")
+    assert result.returncode == 0 and json.loads(result.stdout) == [], result.stdout

@@ -46,6 +46,9 @@ FIXES = {
                               "writes the empty table as request: null)",
     "weighted-canary-headers": "the weighted canary destination carries the requestHeaderModifier (Kruise applies "
                                "it to match rules only)",
+    "istio-host-resolution": "a destination host name.ns or name.ns.svc is not the stable service (Istio takes a "
+                             "host with a dot literally, so it names no Service): weights leave it alone, matches "
+                             "are refused with the host to write (Kruise compares the first label)",
 }
 
 
@@ -61,6 +64,26 @@ class Verdict:
 
 def service_of(host: Any) -> Optional[str]:
     return host.split(".", 1)[0] if isinstance(host, str) else None
+
+
+def _unexpanded(host: Any, service: str) -> Optional[str]:
+    """``service.ns`` or ``service.ns.svc`` (Kruise's first-label view names the service; Istio's names none): the
+    FQDN to write, else None."""
+    labels = host.split(".") if isinstance(host, str) else []
+    if labels[:1] != [service] or not (len(labels) == 2 or (len(labels) == 3 and labels[2] == "svc")):
+        return None
+    return f"{labels[0]}.{labels[1]}.svc.cluster.local"
+
+
+def _unexpanded_stable_only(spec: dict, stable: str) -> Optional[str]:
+    """The FQDN to write when every destination Kruise takes for the stable service is written ``name.ns`` or
+    ``name.ns.svc`` (so under Istio's rules none is), else None."""
+    hosts = [(entry.get("destination") or {}).get("host") for protocol in ("http", "tcp", "tls")
+             for rule in spec.get(protocol) or [] if isinstance(rule, dict)
+             for entry in rule.get("route") or [] if isinstance(entry, dict)]
+    stable_hosts = [h for h in hosts if service_of(h) == stable]
+    written = [_unexpanded(h, stable) for h in stable_hosts]
+    return written[0] if written and all(written) else None
 
 
 def _routes_to(rule: dict, service: str) -> bool:
@@ -402,6 +425,21 @@ def explain(original: dict, strategy: dict, graylane: Optional[dict], graylane_e
             if diff:
                 verdict.problems.append(diff)
             return verdict
+    unexpanded = _unexpanded_stable_only(original_spec, stable) if original["kind"] == "VirtualService" else None
+    if unexpanded and not kruise.get("error"):
+        if graylane_error is not None:
+            if strategy["matches"] and "sends traffic to service" in graylane_error and unexpanded in graylane_error:
+                verdict.fixes.add("istio-host-resolution")
+            else:
+                verdict.problems.append(f"graylane failed: {graylane_error}; Kruise: ok")
+        elif graylane is not None and same_value(graylane.get("spec"), original_spec) and not strategy["matches"]:
+            verdict.fixes.add("istio-host-resolution")
+            verdict.problems.extend(_metadata_diff(graylane, kruise["object"]))
+        else:
+            verdict.problems.append("the stable service's hosts are all written name.ns or name.ns.svc, but "
+                                    "graylane changed the object: " + value_diff(original_spec, (graylane or {})
+                                                                                 .get("spec"), "original", "graylane"))
+        return verdict
     if graylane_error is not None:
         http = original_spec.get("http") or []
         first_stable = next((i for i, r in enumerate(http) if _routes_to_stable(r, stable, canary)), None)

@@ -13,7 +13,8 @@ from typing import Any, Iterator, Optional
 from engine.checks.analyzers.common import ISTIO, Finding, as_list, as_map, finding, is_int, is_kind, join
 from engine.checks.analyzers.istio import destinations, is_destination_rule, is_virtual_service
 from engine.documents import Document
-from engine.routing.hosts import istio_fqdn, istio_hosts_match, unexpanded_service_form
+from engine.routing.hosts import (how_to_write, is_service_host, istio_fqdn, istio_hosts_match, service_key,
+                                  unexpanded_service_form)
 
 MESH = "mesh"
 ROOT_NAMESPACE = "istio-system"  # Istio's default root namespace: its EnvoyFilters apply to every namespace
@@ -134,13 +135,11 @@ def unexpanded_hosts(documents: list[Document]) -> list[Finding]:
         for path, host in places:
             if not isinstance(host, str):
                 continue
-            fqdn = unexpanded_service_form(host)
             labels = host.split(".")
-            if fqdn and (len(labels) == 3 or labels[1] in namespaces):
+            if unexpanded_service_form(host) and (len(labels) == 3 or labels[1] in namespaces):
                 findings.append(finding("GL0510", document, path,
                                         f"Istio takes host {host!r} literally (it expands only names without dots), "
-                                        f"so it names no Service: write {fqdn!r}, or the short name {labels[0]!r} "
-                                        "in the Service's namespace"))
+                                        f"so it names no Service: {how_to_write(host, _namespace(document))}"))
     return findings
 
 
@@ -177,6 +176,39 @@ def destination_ports(documents: list[Document]) -> list[Finding]:
                 findings.append(finding("GL0505", document, f"{path}.port.number",
                                         f"Service {_namespace(service)}/{service.name} has no port {number} (it has "
                                         f"{', '.join(map(str, ports))})"))
+    return findings
+
+
+def service_hosts_found(documents: list[Document]) -> list[Finding]:
+    """GL0512 a destination host that Istio resolves to a Service missing from the inputs, when the inputs show the
+    Services of that namespace or a Service of that name elsewhere (the usual cause: a short name, which resolves in
+    the VirtualService's namespace, for a Service of another namespace). Istio says IST0101 'host not found'."""
+    services = _services(documents)
+    if not services:
+        return []
+    by_name: dict[str, list[str]] = {}
+    for service in services.values():
+        by_name.setdefault(service.name, []).append(_namespace(service))
+    given_namespaces = {_namespace(service) for service in services.values()}
+    findings: list[Finding] = []
+    for document in filter(is_virtual_service, documents):
+        namespace = _namespace(document)
+        for path, destination in destinations(as_map(document.body.get("spec"))):
+            host = destination.get("host")
+            if not isinstance(host, str) or not is_service_host(host):
+                continue
+            name, service_namespace = service_key(host, namespace)
+            target = f"{name}.{service_namespace}.svc.cluster.local"
+            elsewhere = sorted(n for n in by_name.get(name, []) if n != service_namespace)
+            if target in services or not (elsewhere or service_namespace in given_namespaces):
+                continue
+            short = "." not in host.strip().rstrip(".")
+            why = (f"the short name {host!r} means the Service of this VirtualService's namespace ({namespace}), "
+                   f"{target}" if short else f"{target}")
+            fix = (f": Service {name} is in namespace {elsewhere[0]}, write {name}.{elsewhere[0]}.svc.cluster.local"
+                   if elsewhere else ": give the Service among the inputs, or fix the name")
+            findings.append(finding("GL0512", document, f"{path}.host",
+                                    f"{why}, and no such Service is among the inputs{fix}"))
     return findings
 
 
@@ -291,4 +323,5 @@ def _deprecated_names(document: Document, value: Any, path: str) -> Iterator[Fin
 def analyze(documents: list[Document]) -> list[Finding]:
     """Every cross-object mesh check."""
     return [*gateway_references(documents), *mesh_hosts(documents), *unexpanded_hosts(documents),
-            *destination_ports(documents), *subset_pods(documents), *envoy_filters(documents)]
+            *destination_ports(documents), *service_hosts_found(documents), *subset_pods(documents),
+            *envoy_filters(documents)]

@@ -8,7 +8,7 @@ from engine.checks.analyzers.common import (KRUISE, Finding, as_list, as_map, fi
                         re2_error)
 from engine.checks.analyzers.istio import destinations, is_destination_rule, is_virtual_service, rule_covers_host
 from engine.documents import Document
-from engine.routing.hosts import service_key
+from engine.routing.hosts import how_to_write, request_service_key, service_key
 from engine.routing.names import did_you_mean
 from engine.routing.strategy import HEADER_TYPES, MAX_MATCHES, PATH_TYPES
 
@@ -164,6 +164,17 @@ def service_matches(service: str, service_namespace: Optional[str], host: str,
     return name == host_name and (namespace is None or resolved is None or namespace == resolved)
 
 
+def unexpanded_hint(service: str, service_namespace: Optional[str], hosts: list, host_namespace: Optional[str]) -> str:
+    """For hosts written ``name.ns``/``name.ns.svc`` that Kubernetes DNS would resolve to ``service``: why Istio does
+    not, and how to write them ("" when there are none)."""
+    for host in hosts:
+        advice = how_to_write(host, host_namespace)
+        if advice and request_service_key(host)[0] == service_key(service, service_namespace)[0]:
+            return (f" (Istio takes host {host} literally: it expands only names without dots, so {host} names no "
+                    f"Service; {advice})")
+    return ""
+
+
 def subset_level(document: Document) -> bool:
     """Whether the canary is a subset of the stable service (TrafficRouting; Rollout without a canary Service)."""
     if is_traffic_routing(document):
@@ -207,7 +218,8 @@ def analyze_references(documents: list[Document]) -> list[Finding]:
                         findings.append(finding(
                             "GL0302", document, f"{target_path}.service",
                             f"service {service} is not a destination host of {kind}/{name}, so no rule there "
-                            "routes it; destination hosts: " + (", ".join(dict.fromkeys(hosts)) or "none")))
+                            "routes it; destination hosts: " + (", ".join(dict.fromkeys(hosts)) or "none")
+                            + unexpanded_hint(service, namespace or object_namespace, hosts, object_namespace)))
                 elif is_destination_rule(target_object):
                     host = as_map(target_object.body.get("spec")).get("host")
                     if isinstance(host, str) and not service_matches(service, namespace or object_namespace, host,
@@ -215,7 +227,8 @@ def analyze_references(documents: list[Document]) -> list[Finding]:
                         findings.append(finding(
                             "GL0303", document, ref_path,
                             f"{kind}/{name} is for host {host}, not service {service}; its canary subset does not "
-                            "apply to the service"))
+                            "apply to the service"
+                            + unexpanded_hint(service, namespace or object_namespace, [host], object_namespace)))
             ingress = target.get("ingress")
             if isinstance(ingress, dict) and isinstance(ingress.get("name"), str) and ingress["name"]:
                 if not find_objects(candidates, "networking.k8s.io/v1", "Ingress", ingress["name"], namespace):

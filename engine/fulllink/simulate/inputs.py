@@ -8,7 +8,7 @@ from engine.fulllink.chain import Call, pod_template_labels, specs_of
 from engine.fulllink.color import LANE_HEADER_ANNOTATION
 from engine.documents import Document
 from engine.errors import InvalidInputError
-from engine.routing.hosts import service_key
+from engine.routing.hosts import request_service_key
 from engine.routing.render import Engine, render, rendered_documents
 from engine.checks.workloads import labels_of, rollout_canary_workloads, selects
 from engine.fulllink.simulate.mesh import Mesh
@@ -101,7 +101,7 @@ def parse_call(text: str, namespace: str) -> Call:
     if "/" in target:
         call_namespace, name = target.split("/", 1)
     else:
-        name, call_namespace = service_key(target, namespace)
+        name, call_namespace = request_service_key(target, namespace)
     if not name or "." in name or "*" in name or not call_namespace:
         raise InvalidInputError(f"call {text!r}: expected a service name, ns/name or an http:// URL of a service")
     return Call(f"{call_namespace}/{name}", method, path, port)

@@ -1,7 +1,9 @@
 """The simulator's view of a mesh: Services, pods (from workload templates), Gateways, VirtualServices,
 DestinationRules and coloring EnvoyFilters, and how Istio matches a request against them. Pure.
 
-Host names use :mod:`engine.routing.hosts` (short, namespaced and FQDN forms of one service are equal).
+Host names use :mod:`engine.routing.hosts`: VirtualService and DestinationRule hosts resolve by Istio's rules (only a
+name without dots is expanded, in the object's namespace), a request's host by Kubernetes DNS (``name.ns`` reaches
+Service name of ns, as the sidecar's virtual-host domains do).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from engine.fulllink.color_regex import RegexError, re2_compile
 from engine.documents import Document
 from engine.fulllink.envoy import HttpRequest
 from engine.checks.workloads import Workload, is_workload, labels_of, selects, workload_of  # noqa: F401 (re-exported)
-from engine.routing.hosts import fqdn, host_matches, is_service_host, service_key
+from engine.routing.hosts import fqdn, host_matches, is_service_host, request_fqdn, request_service_key, service_key
 
 ISTIO = "networking.istio.io"
 LUA_V2_TYPE = "type.googleapis.com/envoy.config.filter.http.lua.v2.Lua"
@@ -81,10 +83,16 @@ class Mesh:
     # ------------------------------------------------------------------ services and pods
 
     def service_for_host(self, host: str, namespace: str) -> Optional[Document]:
+        """The Service a VirtualService/DestinationRule host of an object in ``namespace`` names (Istio's rules)."""
         if not is_service_host(host):
             return None
         name, service_namespace = service_key(host, namespace)
         return self.services.get((service_namespace or namespace, name))
+
+    def service_for_request(self, host: str, client_namespace: str) -> Optional[Document]:
+        """The Service a request to ``host`` from ``client_namespace`` reaches (Kubernetes DNS)."""
+        name, service_namespace = request_service_key(host, client_namespace)
+        return self.services.get((service_namespace, name)) if service_namespace else None
 
     def service_by_key(self, key: str) -> Optional[Document]:
         namespace, _, name = key.partition("/")
@@ -202,7 +210,7 @@ class Mesh:
                     if "mesh" in {_gateway_key(g, self.ns(d)) for g in (d.body.get("spec") or {}).get("gateways")
                                   or ["mesh"]}
                     for h in (d.body.get("spec") or {}).get("hosts") or [])
-            candidates = self._mesh_index.candidates(host, context.namespace)
+            candidates = self._mesh_index.candidates(request_fqdn(host, context.namespace))
         found = []
         for document in candidates:
             spec = document.body.get("spec") or {}
@@ -228,11 +236,10 @@ class Mesh:
             self._rule_index = HostIndex((d, str((d.body.get("spec") or {}).get("host") or ""), self.ns(d))
                                          for d in self.destination_rules)
         candidates = []
-        for document in self._rule_index.candidates(service_fqdn, service_namespace):
+        for document in self._rule_index.candidates(service_fqdn):
             host = str((document.body.get("spec") or {}).get("host") or "")
             namespace = self.ns(document)
-            if not host or not host_matches(fqdn(host, namespace) if is_service_host(host) else host,
-                                            service_fqdn):
+            if not host or not host_matches(host, service_fqdn, namespace):
                 continue
             order = {client_namespace: 0, service_namespace: 1, self.root_namespace: 2}.get(namespace)
             if order is None:
@@ -248,8 +255,9 @@ class Mesh:
 
 
 class HostIndex:
-    """Objects by the service their host names, so a lookup reads only the objects that can match: those naming
-    the same service, plus every one with a wildcard or non-service host (checked by the caller as before)."""
+    """Objects by the service their host names (Istio's rules, in the object's namespace), so a lookup reads only the
+    objects that can match: those naming the same service, plus every one with a wildcard or non-service host
+    (checked by the caller as before)."""
 
     def __init__(self, entries: Iterable[tuple[Document, str, str]]):
         self.by_service: dict = {}
@@ -260,8 +268,9 @@ class HostIndex:
             else:
                 self.others.append(document)
 
-    def candidates(self, host: str, namespace: str) -> list:
-        found = self.by_service.get(service_key(fqdn(host, namespace)), []) if is_service_host(host) else []
+    def candidates(self, service_fqdn: str) -> list:
+        """Objects that may cover ``service_fqdn`` (a host already resolved to its FQDN)."""
+        found = self.by_service.get(service_key(service_fqdn), []) if is_service_host(service_fqdn) else []
         return list({id(d): d for d in [*found, *self.others]}.values())  # each once (callers sort)
 
 
@@ -314,9 +323,9 @@ def _wildcard_matches(pattern: str, host: str) -> bool:
 
 
 def _vs_host_matches(pattern: str, namespace: str, host: str, context: RouteContext) -> bool:
-    if "mesh" in context.gateways:
-        return host_matches(fqdn(pattern, namespace) if is_service_host(pattern) else pattern,
-                            fqdn(host, context.namespace) if is_service_host(host) else host)
+    if "mesh" in context.gateways:  # the pattern by Istio's rules, the request's host by Kubernetes DNS
+        return host_matches(fqdn(pattern, namespace), request_fqdn(host, context.namespace)) \
+            or fqdn(pattern, namespace) == fqdn(host)
     if pattern == "*" or pattern.startswith("*."):
         return _wildcard_matches(pattern.lower(), host.lower())
     if is_service_host(pattern) and is_service_host(host):

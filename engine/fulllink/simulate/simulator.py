@@ -21,7 +21,7 @@ from engine.fulllink.envoy import EnvoyLuaEmulator, HttpRequest, shared_emulator
 from engine.checks.analyzers.lanes import find_leaks, lane_service
 from engine.checks.workloads import looks_like_workload
 from engine.errors import InvalidInputError
-from engine.routing.hosts import fqdn, is_service_host, service_key
+from engine.routing.hosts import fqdn, how_to_write, is_service_host, request_service_key, service_key
 from engine.routing.names import did_you_mean
 from engine.fulllink.simulate.inputs import (
     CALLS_ANNOTATION,
@@ -190,12 +190,13 @@ class Simulator:
             if "mesh" not in context.gateways:
                 hop.status, hop.reason = 404, f"no VirtualService binds host {request.host} to this gateway"
                 return
-            service = self.mesh.service_for_host(request.host, context.namespace)
+            service = self.mesh.service_for_request(request.host, context.namespace)
             if service is None:
                 hop.status, hop.reason = 503, f"no Service {request.host} in the inputs (and no VirtualService)"
                 return
             hop.notes.append(f"no VirtualService for {request.host}: Istio routes to the whole Service")
-            self.destinations(hop, [({"host": request.host}, Fraction(1), {})], context, context.namespace, visited)
+            whole = fqdn(service.name, self.mesh.ns(service))
+            self.destinations(hop, [({"host": whole}, Fraction(1), {})], context, context.namespace, visited)
             return
         document = services[0]
         namespace = self.mesh.ns(document)
@@ -269,6 +270,10 @@ class Simulator:
             return Arrival(share, hop_share * share, host, subset, kwargs.get("service"), kwargs.get("rule"),
                            kwargs.get("labels", {}), None, status, reason, notes=kwargs.get("notes", []))
 
+        advice = how_to_write(host, namespace)
+        if advice and self.mesh.service_for_request(host, namespace) is not None:  # DNS would reach it, Istio not
+            return [arrival(503, f"Istio takes destination host {host} literally (it expands only names without "
+                                 f"dots), so it names no Service and requests get 503 (no cluster): {advice}")]
         if not is_service_host(host):
             return [arrival(502, f"{host} is not a Service of the cluster (leaves the mesh; not followed)")]
         service = self.mesh.service_for_host(host, namespace)
@@ -374,10 +379,8 @@ class Simulator:
                 "(see the paths above)")
 
     def _target_key(self, host: str, namespace: str) -> Optional[str]:
-        if not is_service_host(host):
-            return None
-        name, service_namespace = service_key(host, namespace)
-        return f"{service_namespace or namespace}/{name}"
+        name, service_namespace = request_service_key(host, namespace)
+        return f"{service_namespace}/{name}" if service_namespace else None
 
 
 def route_shares(routes: list) -> list:

@@ -9,7 +9,7 @@ from typing import Callable, Optional
 from engine.fulllink.envoy import HttpRequest
 from engine.errors import InvalidInputError
 from engine.routing.names import did_you_mean
-from engine.routing.hosts import service_key
+from engine.routing.hosts import request_service_key
 from engine.fulllink.simulate.mesh import Workload
 
 
@@ -157,7 +157,7 @@ def _service_name(text: str, service: str, namespace: Optional[str]) -> str:
     if "/" in service:
         service_namespace, name = service.split("/", 1)
     else:
-        name, service_namespace = service_key(service, namespace)
+        name, service_namespace = request_service_key(service, namespace)
     if not name or "." in name or "*" in name:
         raise InvalidInputError(f"--expect {text!r}: {service!r} is not a service name")
     return f"{service_namespace}/{name}" if service_namespace else name

@@ -395,15 +395,21 @@ local function deepcopy(value)
   return copy
 end
 
--- "reviews", "reviews.bookinfo", "reviews.bookinfo.svc.cluster.local" all name service reviews;
--- a namespace only has to agree when both sides give one.
+-- Istio's host resolution: "reviews" (short, in the VirtualService's namespace, which is the Rollout's and its
+-- Service's) and "reviews.<namespace>.svc.cluster.local" name service reviews. Istio takes every other host with a
+-- dot literally, so "reviews.bookinfo" and "reviews.bookinfo.svc" name no Service and are not the stable service.
+-- (Kruise's obj carries no namespace, so the namespace of the full form is not compared.)
 local sameServiceCache = {}
 local function sameServiceUncached(host, service)
-  local hostName, hostRest = host:match("^([^.]+)%.?(.*)$")
-  local serviceName, serviceRest = service:match("^([^.]+)%.?(.*)$")
-  if hostName == nil or hostName ~= serviceName then return false end
-  local hostNamespace, serviceNamespace = hostRest:match("^([^.]+)"), serviceRest:match("^([^.]+)")
-  return hostNamespace == nil or serviceNamespace == nil or hostNamespace == serviceNamespace
+  if host == service then return true end
+  return host:sub(1, #service + 1) == service .. "." and host:sub(#service + 2):match("^[^.]+%.svc%.cluster%.local$") ~= nil
+end
+
+-- "name.ns" or "name.ns.svc" of the service: the full name Istio needs, else nil.
+local function unexpandedForm(host, service)
+  if type(host) ~= "string" or host:sub(1, #service + 1) ~= service .. "." then return nil end
+  local namespace = host:sub(#service + 2):match("^([^.]+)$") or host:sub(#service + 2):match("^([^.]+)%.svc$")
+  return namespace and (service .. "." .. namespace .. ".svc.cluster.local") or nil
 end
 
 local function sameService(host, service)
@@ -800,7 +806,18 @@ local function insertLaneRules(matches)
     if catchAll == nil and catchesAll(rule) then catchAll = index end
   end
   if scoped == 0 then
-    error("no http route of this VirtualService sends traffic to service " .. stable)
+    local hint = ""
+    for _, rule in ipairs(spec.http) do
+      for _, route in ipairs(type(rule) == "table" and type(rule.route) == "table" and rule.route or {}) do
+        local host = type(route) == "table" and type(route.destination) == "table" and route.destination.host
+        local full = hint == "" and unexpandedForm(host, stable)
+        if full then
+          hint = " (Istio takes host " .. host .. " literally, so it names no Service: write " .. full ..
+            ", or the short name " .. stable .. " in the Service's namespace)"
+        end
+      end
+    end
+    error("no http route of this VirtualService sends traffic to service " .. stable .. hint)
   end
   if inserted == 0 then
     print("no lane rule inserted: every lane match contradicts the matches of the rules that route to " .. stable)
