@@ -179,9 +179,9 @@ class LaneExpectation:
     mismatches: list = field(default_factory=list)
 
     def is_service(self, host: str) -> bool:
-        name = host.split(".")[0]
-        parts = host.split(".")
-        return name == self.service and (len(parts) < 2 or parts[1] == self.namespace)
+        """Istio's resolution: the short name (in the VirtualService's namespace) or the FQDN; name.ns and
+        name.ns.svc are literal hosts, no Service."""
+        return host in (self.service, f"{self.service}.{self.namespace}.svc.cluster.local")
 
     def expected(self, original: Outcome, request: Request) -> dict:
         shares = original.shares()

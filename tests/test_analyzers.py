@@ -341,8 +341,8 @@ def test_gl0201_mirror_subsets_count():
     assert paths(bad, BASE_DR, code="GL0201") == ["spec.http[0].mirror.subset"]
 
 
-def test_gl0201_passes_in_every_host_form_and_with_wildcard_rules():
-    ok = vs([{"route": route(("mocka.default", "v1", 50), ("mocka.default.svc.cluster.local", "v2", 50))}])
+def test_gl0201_passes_in_every_host_form_istio_resolves_and_with_wildcard_rules():
+    ok = vs([{"route": route(("mocka", "v1", 50), ("mocka.default.svc.cluster.local", "v2", 50))}])
     assert findings(ok, BASE_DR, code="GL0201") + findings(ok, BASE_DR, code="GL0202") == []
     wildcard = dr([{"name": "v1", "labels": {"v": "1"}}, {"name": "v2", "labels": {"v": "2"}}],
                   host="*.default.svc.cluster.local")
@@ -404,9 +404,25 @@ def test_gl0302_service_not_a_destination_host():
     assert paths(tr(), other_namespace, code="GL0302") == ["spec.objectRef[0].service"]
 
 
-@pytest.mark.parametrize("host", ["mocka", "mocka.default", "mocka.default.svc", "mocka.default.svc.cluster.local"])
-def test_gl0302_passes_for_every_host_form(host):
+def test_gl0201_a_destination_istio_takes_literally_is_not_the_rules_host():
+    """mocka.default is no Service in Istio, so the DestinationRule for mocka does not define its subsets."""
+    literal = vs([{"route": route(("mocka.default", "v1"))}])
+    assert paths(literal, BASE_DR, code="GL0202") == ["spec.http[0].route[0].destination.subset"]
+
+
+@pytest.mark.parametrize("host", ["mocka", "mocka.default.svc.cluster.local"])
+def test_gl0302_passes_for_every_host_form_istio_resolves(host):
     assert paths(tr(), vs([{"route": route((host,))}], tcp=[{"route": route(("other",))}]), code="GL0302") == []
+
+
+@pytest.mark.parametrize("host", ["mocka.default", "mocka.default.svc"])
+def test_gl0302_fails_for_hosts_istio_takes_literally_and_says_how_to_write_them(host):
+    found = findings(tr(), vs([{"route": route((host,))}]), code="GL0302")
+    assert [f.path for f in found] == ["spec.objectRef[0].service"]
+    assert found[0].message.endswith(
+        f"(Istio takes host {host} literally: it expands only names without dots, so {host} names no Service; "
+        "write 'mocka.default.svc.cluster.local', or the short name 'mocka' (this object is in namespace default))")
+
 
 
 def test_gl0303_destination_rule_for_another_host():

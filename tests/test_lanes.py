@@ -7,6 +7,7 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -308,6 +309,26 @@ def test_validate_catches_a_hand_written_leaky_rule(graylane, tmp_path):
     example = Request("/pay", headers=(("x-lane", "gray"),), authority="shop.example.com", gateway="shop/shop-gateway")
     assert route(LEAKY_EDGE["spec"], example, "shop").rule == 0
     assert route({"http": LEAKY_EDGE["spec"]["http"][1:]}, example, "shop").shares() == {("payments", None): 1}
+
+
+@pytest.mark.parametrize("host,lost", [
+    ("cart", None), ("cart.shop.svc.cluster.local", None),            # Istio: Service cart of shop, the lane's own
+    ("cart.shop", "cart.shop"), ("cart.shop.svc", "cart.shop.svc"),    # literal: no Service at all
+    ("cart.other.svc.cluster.local", "cart.other.svc.cluster.local"),  # another namespace's cart
+    ("cart.example.com", "cart.example.com"), ("*.shop.svc.cluster.local", "*.shop.svc.cluster.local")])
+def test_a_lane_is_scoped_by_istios_host_resolution(graylane, tmp_path, host, lost):
+    """A lane for cart of namespace shop before a catch-all rule: it leaks unless the catch-all's host is, by Istio's
+    rules, Service cart of shop (short in the VirtualService's namespace, or the FQDN)."""
+    lane = {"match": [{"headers": {"x-lane": {"exact": "gray"}}}],
+            "route": [{"destination": {"host": "cart", "subset": "canary"}}]}
+    (tmp_path / "edge.yaml").write_text(yaml.safe_dump(edge([lane, to(host)]), sort_keys=False))
+    result = graylane("validate", "-f", str(tmp_path / "edge.yaml"), "-o", "json")
+    leaks = [f for f in json.loads(result.stdout) if f["code"] == "GL0401"]
+    if lost is None:
+        assert leaks == [], leaks
+    else:
+        assert [f["path"] for f in leaks] == ["spec.http[0]"]
+        assert f"requests that spec.http[1] sends to {lost}: e.g." in leaks[0]["message"]
 
 
 def test_validate_passes_a_scoped_lane(graylane, tmp_path):

@@ -78,8 +78,9 @@ def lane_service(rule: dict, namespace: Optional[str]) -> Optional[ServiceKey]:
 
 
 def service_name(key: ServiceKey, namespace: Optional[str] = None) -> str:
-    """``name`` for a service of ``namespace`` (or of none), else ``name.namespace``."""
-    return key[0] if key[1] is None or key[1] == namespace else f"{key[0]}.{key[1]}"
+    """``name`` for a service of ``namespace`` (or of none, or a host that is no Service), else the FQDN (as Istio
+    reads hosts: ``name.namespace`` would name no Service)."""
+    return key[0] if key[1] is None or key[1] == namespace else f"{key[0]}.{key[1]}.svc.cluster.local"
 
 
 # ------------------------------------------------------------------------------------------------ leaks
