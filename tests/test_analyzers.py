@@ -421,7 +421,8 @@ def test_gl0302_fails_for_hosts_istio_takes_literally_and_says_how_to_write_them
     assert [f.path for f in found] == ["spec.objectRef[0].service"]
     assert found[0].message.endswith(
         f"(Istio takes host {host} literally: it expands only names without dots, so {host} names no Service; "
-        "write 'mocka.default.svc.cluster.local', or the short name 'mocka' (this object is in namespace default))")
+        "write 'mocka.default.svc.cluster.local', or the short name 'mocka' (VirtualService/vs is in namespace "
+        "default))")
 
 
 

@@ -241,10 +241,10 @@ def test_label_rules_are_istios(labels, problems):
 
 
 def test_istio_host_resolution():
-    from engine.routing.hosts import istio_fqdn, istio_hosts_match, unexpanded_service_form
-    assert istio_fqdn("reviews", "shop") == "reviews.shop.svc.cluster.local"
-    assert istio_fqdn("reviews.shop", "default") == "reviews.shop"  # a dot: taken literally
-    assert istio_fqdn("*", "default") == "*"
+    from engine.routing.hosts import fqdn, istio_hosts_match, unexpanded_service_form
+    assert fqdn("reviews", "shop") == "reviews.shop.svc.cluster.local"
+    assert fqdn("reviews.shop", "default") == "reviews.shop"  # a dot: taken literally
+    assert fqdn("*", "default") == "*"
     assert istio_hosts_match("*.example.com", "a.example.com") and istio_hosts_match("*", "anything")
     assert istio_hosts_match("*.b.example.com", "*.example.com") and not istio_hosts_match("a.com", "b.com")
     assert unexpanded_service_form("reviews.shop") == "reviews.shop.svc.cluster.local"

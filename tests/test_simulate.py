@@ -367,8 +367,8 @@ def test_a_destination_istio_takes_literally_reaches_no_pods_and_the_trace_says_
     assert arrival.status == 503 and arrival.workload is None, text(trace)
     assert arrival.reason == (f"Istio takes destination host {destination} literally (it expands only names without "
                               "dots), so it names no Service and requests get 503 (no cluster): write "
-                              "'mockb.default.svc.cluster.local', or the short name 'mockb' (this object is in "
-                              "namespace default)")
+                              "'mockb.default.svc.cluster.local', or the short name 'mockb' (the VirtualService is "
+                              "in namespace default)")
     assert "mockb" not in served(trace)
     assert arrival.reason in text(trace)
 

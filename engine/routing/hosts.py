@@ -114,29 +114,20 @@ def host_matches(pattern: str, host: str, namespace: Optional[str] = None) -> bo
     return istio_hosts_match(fqdn(pattern, namespace), fqdn(host, namespace))
 
 
-def how_to_write(host: str, namespace: Optional[str]) -> str:
+def how_to_write(host: str, namespace: Optional[str], holder: str = "this object") -> str:
     """For a host Istio takes literally but Kubernetes DNS would resolve (``name.ns``, ``name.ns.svc``), the advice
-    on how to write it in an object of ``namespace``; "" for every other host."""
+    on how to write it in ``holder``, an object of ``namespace``; "" for every other host."""
     full = unexpanded_service_form(host)
     if full is None:
         return ""
     name, service_namespace = full.split(".")[:2]
     if namespace == service_namespace:
-        return f"write {full!r}, or the short name {name!r} (this object is in namespace {service_namespace})"
-    where = f"namespace {namespace}" if namespace else "this object's namespace"
+        return f"write {full!r}, or the short name {name!r} ({holder} is in namespace {service_namespace})"
+    where = f"namespace {namespace}" if namespace else f"the namespace of {holder}"
     return f"write {full!r} (the short name {name!r} would mean Service {name} of {where})"
 
 
 # ------------------------------------------------------------------------- Istio's own resolution rules
-
-def istio_fqdn(host: str, namespace: Optional[str], domain: str = CLUSTER_DOMAIN) -> str:
-    """The host as Istio resolves it: a name without dots is ``name.<namespace>.svc.<domain>``; anything with a
-    dot (``reviews.bookinfo`` included) and ``*`` are taken literally (Istio's ConvertHostToFQDN)."""
-    text = str(host or "").strip()
-    if not text or "." in text or text == "*" or namespace is None:
-        return text
-    return f"{text}.{namespace}.svc.{domain}"
-
 
 def istio_hosts_match(a: str, b: str) -> bool:
     """Whether two Istio host names overlap (``*.example.com`` covers ``a.example.com``; ``*`` covers all),

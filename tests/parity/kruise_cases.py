@@ -135,7 +135,9 @@ def _rule(rng: random.Random, tags: set, stable_host: str) -> dict:
 
 
 def virtual_service(rng: random.Random, tags: set) -> dict:
-    stable_host = rng.choice(HOST_FORMS)
+    # Istio resolves the short name and the FQDN; name.ns and name.ns.svc name no Service there (fix
+    # istio-host-resolution), so they are generated less often, leaving most cases to exercise the other fixes.
+    stable_host = rng.choices(HOST_FORMS, weights=(3, 1, 1, 3))[0]
     tags.add(f"host:{HOST_FORMS.index(stable_host)}")
     spec: dict[str, Any] = {"hosts": [rng.choice((SERVICE, "*", "reviews.example.com"))]}
     http = [_rule(rng, tags, stable_host) for _ in range(rng.choice((1, 1, 1, 2, 3)))]

@@ -426,9 +426,10 @@ def explain(original: dict, strategy: dict, graylane: Optional[dict], graylane_e
                 verdict.problems.append(diff)
             return verdict
     unexpanded = _unexpanded_stable_only(original_spec, stable) if original["kind"] == "VirtualService" else None
-    if unexpanded and not kruise.get("error"):
-        if graylane_error is not None:
-            if strategy["matches"] and "sends traffic to service" in graylane_error and unexpanded in graylane_error:
+    in_http = _unexpanded_stable_only({"http": original_spec.get("http") or []}, stable) if unexpanded else None
+    if unexpanded and not kruise.get("error") and (graylane_error is None or in_http):
+        if graylane_error is not None:  # matches refused: the http routes name the service only so
+            if strategy["matches"] and "sends traffic to service" in graylane_error and in_http in graylane_error:
                 verdict.fixes.add("istio-host-resolution")
             else:
                 verdict.problems.append(f"graylane failed: {graylane_error}; Kruise: ok")

@@ -21,7 +21,7 @@ from kruisepeer import kruise_source
 pytestmark = pytest.mark.parity
 
 #: what the generated cases must cover (the issue's list of input shapes)
-REQUIRED_TAGS = {"host:0", "host:1", "host:3", "tcp", "tls", "several-stable", "uneven-weights", "other-service",
+REQUIRED_TAGS = {"host:0", "host:1", "host:2", "host:3", "tcp", "tls", "several-stable", "uneven-weights", "other-service",
                  "existing-match", "match:headers", "match:path", "match:queryParams", "path:Exact",
                  "path:PathPrefix", "path:RegularExpression", "modifier:set", "modifier:add", "modifier:remove",
                  "modifier:empty", "subset-level", "trafficRouting", "rollout", "dr:subsets", "dr:empty-subsets",

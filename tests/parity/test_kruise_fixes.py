@@ -135,3 +135,39 @@ def test_weights_that_do_not_sum_to_100_are_not_excused():
     bad = copy.deepcopy(kruise["object"])
     bad["spec"]["http"][0]["route"][2]["weight"] = 34
     assert not explain(original, strategy, bad, None, kruise).ok
+
+
+NAMESPACED = {"kind": "VirtualService", "spec": {"hosts": ["reviews"], "http": [
+    {"route": [{"destination": {"host": "reviews.default"}}]}]}}
+WEIGHT = {"weight": 20, "matches": 0, "modifier": None, "stable": "reviews", "canary": "reviews-canary"}
+
+
+def namespaced_kruise() -> dict:
+    """Kruise takes reviews.default for reviews (its first label) and splits it."""
+    spec = copy.deepcopy(NAMESPACED["spec"])
+    spec["http"][0]["route"] = [{"destination": {"host": "reviews.default"}, "weight": 80},
+                                {"destination": {"host": "reviews-canary"}, "weight": 20}]
+    return {"routed": True, "object": {"metadata": {}, "spec": spec}}
+
+
+def test_a_host_istio_takes_literally_left_alone_is_recognised():
+    graylane = {"metadata": {}, "spec": copy.deepcopy(NAMESPACED["spec"])}
+    verdict = explain(NAMESPACED, WEIGHT, graylane, None, namespaced_kruise())
+    assert verdict.ok and verdict.fixes == {"istio-host-resolution"}, verdict.problems
+
+
+def test_a_matches_refusal_naming_the_fqdn_is_recognised_and_one_without_it_is_not():
+    strategy = {**WEIGHT, "weight": None, "matches": 1}
+    said = ("no http route of this VirtualService sends traffic to service reviews (Istio takes host reviews.default "
+            "literally, so it names no Service: write reviews.default.svc.cluster.local, or the short name reviews "
+            "in the Service's namespace)")
+    verdict = explain(NAMESPACED, strategy, None, said, namespaced_kruise())
+    assert verdict.ok and verdict.fixes == {"istio-host-resolution"}
+    bare = "no http route of this VirtualService sends traffic to service reviews"
+    assert not explain(NAMESPACED, strategy, None, bare, namespaced_kruise()).ok
+
+
+def test_changing_a_host_istio_takes_literally_is_not_a_fix():
+    """graylane splitting reviews.default as Kruise does would route to a host that names no Service."""
+    result = namespaced_kruise()
+    assert not explain(NAMESPACED, WEIGHT, copy.deepcopy(result["object"]), None, result).ok

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Optional
 from engine.checks.analyzers.common import ISTIO, Finding, as_list, as_map, finding, is_int, is_kind, join
 from engine.checks.analyzers.istio import destinations, is_destination_rule, is_virtual_service
 from engine.documents import Document
-from engine.routing.hosts import (how_to_write, is_service_host, istio_fqdn, istio_hosts_match, service_key,
+from engine.routing.hosts import (fqdn, how_to_write, is_service_host, istio_hosts_match, service_key,
                                   unexpanded_service_form)
 
 MESH = "mesh"
@@ -105,7 +105,7 @@ def mesh_hosts(documents: list[Document]) -> list[Finding]:
                                         "a VirtualService for the mesh cannot have host '*' (Istio refuses it): "
                                         "name the services, or bind it to a Gateway"))
                 continue
-            owners.setdefault(istio_fqdn(str(host), _namespace(document)), []).append(document)
+            owners.setdefault(fqdn(str(host), _namespace(document)), []).append(document)
     for host, claimants in owners.items():
         unique = list({id(d): d for d in claimants}.values())
         if len(unique) < 2:
@@ -163,7 +163,7 @@ def destination_ports(documents: list[Document]) -> list[Finding]:
     for document in filter(is_virtual_service, documents):
         for path, destination in destinations(as_map(document.body.get("spec"))):
             host = destination.get("host")
-            service = services.get(istio_fqdn(str(host), _namespace(document))) if isinstance(host, str) else None
+            service = services.get(fqdn(str(host), _namespace(document))) if isinstance(host, str) else None
             if service is None:
                 continue
             ports = _service_ports(service)
@@ -198,7 +198,7 @@ def service_hosts_found(documents: list[Document]) -> list[Finding]:
             if not isinstance(host, str) or not is_service_host(host):
                 continue
             name, service_namespace = service_key(host, namespace)
-            target = f"{name}.{service_namespace}.svc.cluster.local"
+            target = fqdn(host, namespace)
             elsewhere = sorted(n for n in by_name.get(name, []) if n != service_namespace)
             if target in services or not (elsewhere or service_namespace in given_namespaces):
                 continue
@@ -241,7 +241,7 @@ def subset_pods(documents: list[Document]) -> list[Finding]:
         return findings
     for document in filter(is_destination_rule, documents):
         spec = as_map(document.body.get("spec"))
-        service = services.get(istio_fqdn(str(spec.get("host", "")), _namespace(document)))
+        service = services.get(fqdn(str(spec.get("host", "")), _namespace(document)))
         if service is None:
             continue
         selector = as_map(as_map(service.body.get("spec")).get("selector"))

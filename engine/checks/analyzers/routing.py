@@ -164,11 +164,12 @@ def service_matches(service: str, service_namespace: Optional[str], host: str,
     return name == host_name and (namespace is None or resolved is None or namespace == resolved)
 
 
-def unexpanded_hint(service: str, service_namespace: Optional[str], hosts: list, host_namespace: Optional[str]) -> str:
-    """For hosts written ``name.ns``/``name.ns.svc`` that Kubernetes DNS would resolve to ``service``: why Istio does
-    not, and how to write them ("" when there are none)."""
+def unexpanded_hint(service: str, service_namespace: Optional[str], hosts: list, host_namespace: Optional[str],
+                    holder: str) -> str:
+    """For hosts (of ``holder``, in ``host_namespace``) written ``name.ns``/``name.ns.svc`` that Kubernetes DNS would
+    resolve to ``service``: why Istio does not, and how to write them ("" when there are none)."""
     for host in hosts:
-        advice = how_to_write(host, host_namespace)
+        advice = how_to_write(host, host_namespace, holder)
         if advice and request_service_key(host)[0] == service_key(service, service_namespace)[0]:
             return (f" (Istio takes host {host} literally: it expands only names without dots, so {host} names no "
                     f"Service; {advice})")
@@ -219,7 +220,8 @@ def analyze_references(documents: list[Document]) -> list[Finding]:
                             "GL0302", document, f"{target_path}.service",
                             f"service {service} is not a destination host of {kind}/{name}, so no rule there "
                             "routes it; destination hosts: " + (", ".join(dict.fromkeys(hosts)) or "none")
-                            + unexpanded_hint(service, namespace or object_namespace, hosts, object_namespace)))
+                            + unexpanded_hint(service, namespace or object_namespace, hosts, object_namespace,
+                                              f"{kind}/{name}")))
                 elif is_destination_rule(target_object):
                     host = as_map(target_object.body.get("spec")).get("host")
                     if isinstance(host, str) and not service_matches(service, namespace or object_namespace, host,
@@ -228,7 +230,8 @@ def analyze_references(documents: list[Document]) -> list[Finding]:
                             "GL0303", document, ref_path,
                             f"{kind}/{name} is for host {host}, not service {service}; its canary subset does not "
                             "apply to the service"
-                            + unexpanded_hint(service, namespace or object_namespace, [host], object_namespace)))
+                            + unexpanded_hint(service, namespace or object_namespace, [host], object_namespace,
+                                              f"{kind}/{name}")))
             ingress = target.get("ingress")
             if isinstance(ingress, dict) and isinstance(ingress.get("name"), str) and ingress["name"]:
                 if not find_objects(candidates, "networking.k8s.io/v1", "Ingress", ingress["name"], namespace):

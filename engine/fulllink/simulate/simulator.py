@@ -270,7 +270,7 @@ class Simulator:
             return Arrival(share, hop_share * share, host, subset, kwargs.get("service"), kwargs.get("rule"),
                            kwargs.get("labels", {}), None, status, reason, notes=kwargs.get("notes", []))
 
-        advice = how_to_write(host, namespace)
+        advice = how_to_write(host, namespace, "the VirtualService")
         if advice and self.mesh.service_for_request(host, namespace) is not None:  # DNS would reach it, Istio not
             return [arrival(503, f"Istio takes destination host {host} literally (it expands only names without "
                                  f"dots), so it names no Service and requests get 503 (no cluster): {advice}")]
