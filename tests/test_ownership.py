@@ -101,3 +101,12 @@ def test_unknown_kinds_keep_the_stored_original():
     original = OriginalState({"a": 1}, {}, {})
     live = {"kind": "Widget", "metadata": {}, "spec": {"a": 2}}
     assert fold_original(live, original, "s", "s") is original
+
+
+@pytest.mark.parametrize("host,same", [
+    ("mocka", True), ("mocka.default.svc.cluster.local", True),   # the forms Istio resolves to Service mocka
+    ("mocka.default", False), ("mocka.default.svc", False),      # literal in Istio: no Service
+    ("mocka-v2", False), ("mocka.example.com", False), ("*.default.svc.cluster.local", False), (None, False)])
+def test_ownership_reads_hosts_as_istio_and_the_built_in_script_do(host, same):
+    from engine.routing.ownership import same_service
+    assert same_service(host, "mocka") is same
