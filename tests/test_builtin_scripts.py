@@ -1,9 +1,12 @@
 """Every built-in trafficRouting.lua against the testdata/ cases beside it (the same harness as `graylane test`)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import yaml
+from helpers import run_graylane
 
 from engine.routing.harness import discover, run_case
 from engine.lua.sandbox import LuaSandbox, Script
@@ -59,10 +62,6 @@ def test_render_splits_the_host_forms_istio_resolves_and_leaves_the_others(tmp_p
     VirtualService's namespace, and the FQDN; the canary host written in the same form) and leave reviews.bookinfo,
     reviews.bookinfo.svc and an external host alone. Kruise's obj carries no namespace, so the script does not tell
     another namespace's FQDN apart (validate does: GL0302 when no route is the Rollout's Service)."""
-    import json
-
-    import yaml
-    from helpers import run_graylane
     (tmp_path / "in.yaml").write_text(yaml.safe_dump_all(_host_forms_input()))
     result = run_graylane("render", "-f", str(tmp_path / "in.yaml"), "-o", "json", "--force")
     assert result.returncode == 0, result.stderr
