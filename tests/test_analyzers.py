@@ -508,6 +508,7 @@ def test_check_rendered_ignores_warnings_and_kinds_without_schema():
     ("api.example.com", "x", ("api.example.com", None)),                           # external
     ("*.example.com", "x", ("*.example.com", None)),                               # wildcard
     ("*", None, ("*", None)),
+    ("10.0.0.1", "x", ("10.0.0.1", None)), ("fd00::1", "x", ("fd00::1", None)),  # IP addresses: never expanded
 ])
 def test_service_key_follows_istio(host, namespace, key):
     assert service_key(host, namespace) == key

@@ -50,7 +50,7 @@ def _normal(host: object) -> str:
 @lru_cache(maxsize=65536)
 def _service_key(host: str, default_namespace: Optional[str]) -> tuple[str, Optional[str]]:
     text = _normal(host)
-    if not text or "*" in text:
+    if not text or "*" in text or ":" in text:  # an IPv6 address has no dot but is not expanded either
         return text, None
     labels = text.split(".")
     if len(labels) == 1:
