@@ -402,7 +402,8 @@ end
 local sameServiceCache = {}
 local function sameServiceUncached(host, service)
   if host == service then return true end
-  return host:sub(1, #service + 1) == service .. "." and host:sub(#service + 2):match("^[^.]+%.svc%.cluster%.local$") ~= nil
+  return host:sub(1, #service + 1) == service .. "."
+    and host:sub(#service + 2):match("^[^.]+%.svc%.cluster%.local$") ~= nil
 end
 
 -- "name.ns" or "name.ns.svc" of the service: the full name Istio needs, else nil.
