@@ -50,8 +50,9 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("GL0203", "DuplicateSubset", ERROR, "two subsets of a DestinationRule have the same name"),
     Code("GL0204", "SubsetWithoutLabels", WARNING, "a DestinationRule subset has no labels, so it selects every pod "
          "of the service (stable and canary alike)"),
-    Code("GL0205", "InvalidLabel", ERROR, "a label key or value Istio rejects (subset labels, sourceLabels, the "
-         "graylane.io/canary-subset-labels annotation)"),
+    Code("GL0205", "InvalidLabel", ERROR, "a label key or value Istio or Kubernetes rejects (subset labels, "
+         "sourceLabels, the graylane.io/canary-subset-labels annotation, an EnvoyFilter's workloadSelector, a "
+         "Rollout's patchPodTemplateMetadata, a FullLinkGray's labels and gateway selector)"),
     Code("GL0301", "NetworkRefNotFound", ERROR, "a TrafficRouting/Rollout references a network object "
          "(customNetworkRefs, ingress) that is not among the inputs"),
     Code("GL0302", "ServiceNotRouted", ERROR, "a TrafficRouting/Rollout service is not a destination host of the "

@@ -14,17 +14,21 @@ from engine.checks.analyzers.common import (CODES, ERROR, WARNING, Code, Finding
                                             finding, path_of)
 from engine.documents import Document
 
-__all__ = ["CODES", "ERROR", "WARNING", "Code", "Finding", "analyze", "describe", "finding", "path_of"]
+__all__ = ["CODES", "ERROR", "WARNING", "Code", "Finding", "analyze", "analyze_object", "describe", "finding", "path_of"]
+
+
+def analyze_object(document: Document) -> list[Finding]:
+    """The analyzers that judge one object on its own (no references to other objects): what graylane checks on
+    every object it generates before printing it."""
+    return [*istio.analyze_document(document), *lanes.lane_leaks(document), *routing.analyze_document(document),
+            *admission.analyze_document(document), *mesh.envoy_filter_patches(document)]
 
 
 def analyze(documents: list[Document]) -> list[Finding]:
     """Every analyzer over ``documents`` (single-object and cross-object checks)."""
     findings = duplicate_objects(documents)
     for document in documents:
-        findings.extend(istio.analyze_document(document))
-        findings.extend(lanes.lane_leaks(document))
-        findings.extend(routing.analyze_document(document))
-        findings.extend(admission.analyze_document(document))
+        findings.extend(analyze_object(document))
     findings.extend(istio.analyze_subsets(documents))
     findings.extend(routing.analyze_references(documents))
     findings.extend(mesh.analyze(documents))
