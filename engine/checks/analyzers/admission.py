@@ -155,6 +155,9 @@ def label_errors(labels: dict) -> list[tuple[str, str]]:
         if not isinstance(value, str) or not _LABEL_VALUE.match(value):
             problems.append((key_text, f"label value {value!r} of {key_text!r} is invalid (letters, digits, '-', "
                                        "'_' or '.', starting and ending alphanumeric, or empty)"))
+        elif len(value) > 63:
+            problems.append((key_text, f"label value of {key_text!r} is {len(value)} characters long; a label value "
+                                       "has at most 63"))
     return problems
 
 
