@@ -7,6 +7,7 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -169,6 +170,40 @@ def test_a_combination_graylane_cannot_express_is_an_error_naming_the_input(gray
     line = result.stderr.strip()
     assert line.startswith(f"error: {tmp_path / 'edge.yaml'}: document 1: VirtualService shop/edge: script ")
     assert "cannot combine" in line and "Traceback" not in result.stderr
+    found = graylane("validate", "-f", str(tmp_path))  # validate foresees the refusal (GL0404), naming the match
+    assert found.returncode == 1
+    assert (f"error GL0404 {tmp_path / 'tr.yaml'}#1 spec.strategy.matches[0]: the lane match cannot be combined with "
+            "http[0] match[0] of VirtualService shop/edge into one Istio match (the rule's uri regex '/cart/.*' and "
+            "the lane's uri prefix '/cart/new')") in found.stdout
+
+
+@pytest.mark.parametrize("rule_match, lane, refused", [
+    ({"uri": {"regex": "/cart/.*"}}, [{"path": {"type": "RegularExpression", "value": "/cart/.*"}}], False),
+    ({"uri": {"prefix": "/cart"}}, [{"path": {"type": "RegularExpression", "value": "/c.*"}}], True),
+    ({"uri": {"prefix": "/cart"}, "ignoreUriCase": True}, [{"path": {"type": "PathPrefix", "value": "/cart/x"}}],
+     True),
+    ({"uri": {"prefix": "/cart"}, "ignoreUriCase": True}, [{"path": {"type": "Exact", "value": "/CART/x"}}], False),
+    ({"headers": {"x-user": {"regex": "a.*"}}},
+     [{"headers": [{"type": "Exact", "name": "X-User", "value": "ab"}]}], True),
+    ({"queryParams": {"id": {"prefix": "7"}}}, [{"queryParams": [{"type": "RegularExpression", "name": "id",
+                                                                    "value": "7.*"}]}], True),
+    # a contradiction anywhere wins: no request satisfies both, so there is nothing to express (no lane rule)
+    ({"uri": {"prefix": "/cart"}, "headers": {"x-user": {"regex": "a.*"}}},
+     [{"path": {"type": "Exact", "value": "/pay"}, "headers": [{"type": "Exact", "name": "x-user", "value": "a"}]}],
+     False),
+    ({"headers": {"b-user": {"regex": "a.*"}, "a-user": {"exact": "x"}}},
+     [{"headers": [{"type": "Exact", "name": "b-user", "value": "a"}, {"type": "Exact", "name": "a-user",
+                                                                          "value": "y"}]}], False),
+])
+def test_validate_and_render_agree_on_what_the_script_cannot_combine(graylane, tmp_path, rule_match, lane, refused):
+    original = edge([{"match": [rule_match], **to("cart")}, to("cart")])
+    rendered = render_edge(graylane, tmp_path, original, lane)
+    found = graylane("validate", "-f", str(tmp_path))
+    assert ("GL0404" in found.stdout) == refused == (rendered.returncode == 1), found.stdout + rendered.stderr
+    if refused:
+        assert "cannot combine them into one Istio match" in rendered.stderr
+    else:
+        assert_lanes_route_right(original, rendered_vs(rendered), lane)
 
 
 # ------------------------------------------------------------------------------ properties (Hypothesis)

@@ -73,6 +73,9 @@ CODES: dict[str, Code] = {c.code: c for c in (
          "DestinationRule among the inputs defines (every such request would get 503)"),
     Code("GL0403", "RenderedSubsetWithoutPods", ERROR, "render would route requests to a subset that selects none "
          "of the pods of the service's workloads among the inputs (503 no healthy upstream)"),
+    Code("GL0404", "LaneMatchInexpressible", ERROR, "a lane match cannot be ANDed with the match of a rule that "
+         "routes to the service in one Istio match (a regex against a prefix or another regex, a lane path against "
+         "ignoreUriCase), so the built-in script refuses to scope the lane there"),
     Code("GL0501", "GatewayNotFound", WARNING, "a VirtualService names a Gateway that is not among the inputs "
          "(istioctl IST0101)"),
     Code("GL0502", "HostNotInGateway", WARNING, "a Gateway a VirtualService is bound to serves none of its hosts "

@@ -1,15 +1,15 @@
 """Semantic analyzers, each finding with a stable code (as istioctl analyze): ``analyze(documents)``.
 
 ``common`` holds the finding type, the code table and shared helpers; ``istio`` checks VirtualServices and
-DestinationRules, ``lanes`` lane rules that catch other services' requests, ``routing`` TrafficRoutings and
-Rollouts, ``argo`` Argo Rollouts; ``rendered`` what render refuses because requests would fail; ``admission``
+DestinationRules, ``lanes`` lane rules that catch other services' requests, ``lane_matches`` lane matches the
+built-in script cannot scope, ``routing`` TrafficRoutings and Rollouts, ``argo`` Argo Rollouts; ``rendered`` what render refuses because requests would fail; ``admission``
 Istio's admission-webhook rules for the fields graylane reads and writes, ``mesh`` the cross-object checks of
 ``istioctl analyze`` (gateways, hosts, ports, pods, EnvoyFilters). They import ``common`` (and the ones below
 them), never this package.
 """
 from __future__ import annotations
 
-from engine.checks.analyzers import admission, argo, istio, lanes, mesh, routing
+from engine.checks.analyzers import admission, argo, istio, lane_matches, lanes, mesh, routing
 from engine.checks.analyzers.common import (CODES, ERROR, WARNING, Code, Finding, describe, duplicate_objects,
                                             finding, path_of)
 from engine.documents import Document
@@ -34,4 +34,5 @@ def analyze(documents: list[Document]) -> list[Finding]:
     findings.extend(mesh.analyze(documents))
     findings.extend(admission.authority_conflicts(documents))
     findings.extend(argo.analyze_references(documents))
+    findings.extend(lane_matches.inexpressible_lanes(documents))
     return findings
