@@ -403,3 +403,59 @@ def test_rendering_the_rendered_object_again_and_restoring_it(graylane, tmp_path
     restored = graylane("restore", "-f", str(again_dir / "rendered.json"), "-o", "json")
     items = json.loads(restored.stdout)["items"]
     assert next(i for i in items if i["kind"] == "VirtualService") == original
+
+
+# ------------------------------------------------------------------------------ Argo Rollouts' service names
+
+ARGO_CHECKOUT = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: checkout, namespace: shop}
+spec:
+  selector: {matchLabels: {app: checkout}}
+  template:
+    metadata: {labels: {app: checkout}}
+    spec: {containers: [{name: app, image: example/checkout:1}]}
+  strategy:
+    canary:
+      canaryService: checkout-canary
+      stableService: checkout-stable
+      trafficRouting:
+        istio:
+          virtualService: {name: edge, routes: [primary]}
+      steps:
+      - setWeight: 10
+      - pause: {}
+"""
+
+
+def _argo_edge(tmp_path: Path, http: list) -> None:
+    (tmp_path / "edge.yaml").write_text(yaml.safe_dump(edge(http), sort_keys=False))
+    (tmp_path / "rollout.yaml").write_text(ARGO_CHECKOUT)
+
+
+def test_an_argo_host_level_split_whose_stable_service_is_not_named_like_the_canary_is_no_leak(graylane, tmp_path):
+    """Argo's stableService need not be the canary's name without -canary: checkout-canary stands for
+    checkout-stable here, so the split rule is no lane rule catching payments' requests."""
+    _argo_edge(tmp_path, [{"name": "primary", "match": [{"uri": {"prefix": "/checkout"}}],
+                           "route": [{"destination": {"host": "checkout-stable"}, "weight": 100},
+                                     {"destination": {"host": "checkout-canary"}, "weight": 0}]},
+                          {"name": "pay", **to("payments")}])
+    found = graylane("validate", "-f", str(tmp_path))
+    assert found.returncode == 0 and "GL0401" not in found.stdout, found.stdout
+    result = graylane("render", "-f", str(tmp_path), "-o", "json")
+    assert result.returncode == 0, result.stderr
+    assert [e["weight"] for e in json.loads(result.stdout)["spec"]["http"][0]["route"]] == [90, 10]
+
+
+def test_a_header_route_to_an_argo_canary_that_catches_another_services_requests_still_leaks(graylane, tmp_path):
+    _argo_edge(tmp_path, [{"name": "lane", "match": [{"headers": {"x-lane": {"exact": "gray"}}}],
+                           **to("checkout-canary")},
+                          {"name": "primary", "match": [{"uri": {"prefix": "/checkout"}}],
+                           "route": [{"destination": {"host": "checkout-stable"}, "weight": 100},
+                                     {"destination": {"host": "checkout-canary"}, "weight": 0}]},
+                          {"name": "pay", **to("payments")}])
+    found = graylane("validate", "-f", str(tmp_path))
+    assert found.returncode == 1
+    assert ("error GL0401 " + str(tmp_path / "edge.yaml") + "#1 spec.http[0]: this rule sends requests to the canary "
+            "of checkout-stable, but it also catches requests that spec.http[2] sends to payments") in found.stdout

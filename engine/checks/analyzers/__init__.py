@@ -9,6 +9,8 @@ them), never this package.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from engine.checks.analyzers import admission, argo, istio, lane_matches, lanes, mesh, routing
 from engine.checks.analyzers.common import (CODES, ERROR, WARNING, Code, Finding, describe, duplicate_objects,
                                             finding, path_of)
@@ -17,18 +19,20 @@ from engine.documents import Document
 __all__ = ["CODES", "ERROR", "WARNING", "Code", "Finding", "analyze", "analyze_object", "describe", "finding", "path_of"]
 
 
-def analyze_object(document: Document) -> list[Finding]:
-    """The analyzers that judge one object on its own (no references to other objects): what graylane checks on
-    every object it generates before printing it."""
-    return [*istio.analyze_document(document), *lanes.lane_leaks(document), *routing.analyze_document(document),
+def analyze_object(document: Document, canaries: Optional[lanes.Canaries] = None) -> list[Finding]:
+    """The analyzers that judge one object on its own (no references to other objects, but for the canary
+    Services releases name, ``canaries``): what graylane checks on every object it generates before printing it."""
+    return [*istio.analyze_document(document), *lanes.lane_leaks(document, canaries),
+            *routing.analyze_document(document),
             *admission.analyze_document(document), *mesh.envoy_filter_patches(document)]
 
 
 def analyze(documents: list[Document]) -> list[Finding]:
     """Every analyzer over ``documents`` (single-object and cross-object checks)."""
     findings = duplicate_objects(documents)
+    canaries = lanes.release_canaries(documents)
     for document in documents:
-        findings.extend(analyze_object(document))
+        findings.extend(analyze_object(document, canaries))
     findings.extend(istio.analyze_subsets(documents))
     findings.extend(routing.analyze_references(documents))
     findings.extend(mesh.analyze(documents))
