@@ -130,3 +130,20 @@ def test_kruise_rollout_labels_for_the_canary_pods_are_checked():
     found = run_graylane("validate", "-f", "-", input=yaml.safe_dump(rollout))
     assert found.returncode == 1
     assert "error GL0205 <stdin>#1 spec.strategy.canary.patchPodTemplateMetadata.labels.lane: " in found.stdout
+
+
+# ------------------------------------------------------------------------------------------ script configmap
+
+def test_script_configmap_refuses_what_the_api_server_would(tmp_path):
+    scripts = tmp_path / "lua" / "networking.istio.io" / "VirtualService"
+    scripts.mkdir(parents=True)
+    (scripts / "trafficRouting.lua").write_text("return obj.data\n")
+    root = str(tmp_path / "lua")
+    refused(run_graylane("script", "configmap", root, "--name", "Kruise_Config"),
+            "error: --name: 'Kruise_Config' is not a valid Kubernetes name")
+    refused(run_graylane("script", "configmap", root, "-n", "Kruise Rollout"),
+            "error: --namespace: 'Kruise Rollout' is not a valid namespace name")
+    good = run_graylane("script", "configmap", root)
+    assert good.returncode == 0 and yaml.safe_load(good.stdout)["kind"] == "ConfigMap", good.stderr
+    (scripts / "trafficRouting.lua").write_text("-- " + "x" * (1024 * 1024) + "\nreturn obj.data\n")
+    refused(run_graylane("script", "configmap", root), "a ConfigMap holds at most 1048576 (1 MiB)")
