@@ -141,7 +141,6 @@ def print_warnings(findings: Iterable) -> None:
         print(line, file=sys.stderr)
 
 
-
 COMMAND_LINE = "command line"
 
 

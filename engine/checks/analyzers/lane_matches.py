@@ -212,8 +212,7 @@ def inexpressible_lanes(documents: list[Document]) -> list[Finding]:
         for routing in plans:
             if routing.argo is not None or not routing.strategy.matches:
                 continue
-            path = "spec.strategy" if routing.step is None or document.kind == "TrafficRouting" \
-                else f"spec.strategy.canary.steps[{routing.step - 1}]"
+            path = "spec.strategy" if routing.step is None else f"spec.strategy.canary.steps[{routing.step - 1}]"
             lanes = [lane_match(m) for m in routing.strategy.matches]
             for target in routing.targets:
                 for ref in target.network_refs:

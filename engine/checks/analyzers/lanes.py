@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from engine.checks.analyzers.common import Finding, as_list, as_map, finding
-from engine.errors import InvalidInputError
 from engine.checks.analyzers.requests import (PROBE_VALUE, Probe, block_matches, gateway_key, rule_blocks,
                                               rule_matches, witnesses)
 from engine.documents import Document
+from engine.errors import InvalidInputError
 from engine.routing.hosts import is_service_host, service_key
 
 CANARY_SUBSETS = ("canary", "gray")
