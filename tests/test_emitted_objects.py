@@ -147,3 +147,11 @@ def test_script_configmap_refuses_what_the_api_server_would(tmp_path):
     assert good.returncode == 0 and yaml.safe_load(good.stdout)["kind"] == "ConfigMap", good.stderr
     (scripts / "trafficRouting.lua").write_text("-- " + "x" * (1024 * 1024) + "\nreturn obj.data\n")
     refused(run_graylane("script", "configmap", root), "a ConfigMap holds at most 1048576 (1 MiB)")
+
+
+def test_color_refuses_an_envoyfilter_too_large_for_the_api_server(tmp_path):
+    spec = _spec_with("      exact: pc ", "      exact: " + "p" * (1600 * 1024) + " ", tmp_path)
+    refused(run_graylane("color", "-f", spec), "the EnvoyFilter istio-system/mock-chain-coloring made from it would "
+            "be refused: the object is ", "the API server stores at most 1572864 (1.5 MiB) per object",
+            "[GL0003 ObjectTooLarge]")
+    assert run_graylane("validate", "-f", spec).returncode == 0  # the spec itself is not applied

@@ -21,6 +21,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
          "(unknown field, wrong type, missing required field, ...)"),
     Code("GL0002", "DuplicateObject", ERROR, "the same object (group, kind, namespace, name) appears more than once "
          "in the inputs"),
+    Code("GL0003", "ObjectTooLarge", ERROR, "the object is larger than the 1.5 MiB the API server can store (etcd's "
+         "request limit), e.g. an EnvoyFilter whose Lua code has grown with thousands of coloring rules"),
     Code("GL0101", "WeightSum", ERROR, "the route weights of an http/tcp/tls rule do not sum to 100"),
     Code("GL0102", "WeightRange", ERROR, "a weight or traffic percentage is not an integer from 0 to 100"),
     Code("GL0103", "MatchType", ERROR, "a match type is outside the enum (Kruise: Exact, PathPrefix, "

@@ -13,7 +13,7 @@ from typing import Optional
 
 from engine.checks.analyzers import admission, argo, istio, lane_matches, lanes, mesh, routing
 from engine.checks.analyzers.common import (CODES, ERROR, WARNING, Code, Finding, describe, duplicate_objects,
-                                            finding, path_of)
+                                            finding, object_size, path_of)
 from engine.documents import Document
 
 __all__ = ["CODES", "ERROR", "WARNING", "Code", "Finding", "analyze", "analyze_object", "describe", "finding", "path_of"]
@@ -24,7 +24,7 @@ def analyze_object(document: Document, canaries: Optional[lanes.Canaries] = None
     Services releases name, ``canaries``): what graylane checks on every object it generates before printing it."""
     return [*istio.analyze_document(document), *lanes.lane_leaks(document, canaries),
             *routing.analyze_document(document),
-            *admission.analyze_document(document), *mesh.envoy_filter_patches(document)]
+            *admission.analyze_document(document), *mesh.envoy_filter_patches(document), *object_size(document)]
 
 
 def analyze(documents: list[Document]) -> list[Finding]:
