@@ -459,3 +459,61 @@ def test_a_header_route_to_an_argo_canary_that_catches_another_services_requests
     assert found.returncode == 1
     assert ("error GL0401 " + str(tmp_path / "edge.yaml") + "#1 spec.http[0]: this rule sends requests to the canary "
             "of checkout-stable, but it also catches requests that spec.http[2] sends to payments") in found.stdout
+
+
+# ------------------------------------------------------------------------------ GL0404 mirrors the script
+
+combinable = st.sampled_from([{"exact": "/a"}, {"prefix": "/a"}, {"prefix": "/b"}, {"regex": "/a.*"},
+                              {"regex": "/b.*"}, {}])
+header_value = st.sampled_from([{"exact": "gray"}, {"prefix": "gr"}, {"regex": "g.*"}, {"regex": "*"}, {}])
+rule_match_block = st.builds(
+    lambda uri, case, header, query, without: {key: value for key, value in (
+        ("uri", uri), ("ignoreUriCase", case or None), ("headers", {"X-Lane": header} if header is not None else None),
+        ("queryParams", {"lane": query} if query is not None else None),
+        ("withoutHeaders", {"x-user": without} if without is not None else None)) if value is not None},
+    st.one_of(st.none(), combinable), st.booleans(), st.one_of(st.none(), header_value),
+    st.one_of(st.none(), header_value), st.one_of(st.none(), header_value))
+kruise_match = st.builds(
+    lambda path, headers, query: {key: value for key, value in (("path", path), ("headers", headers),
+                                                                 ("queryParams", query)) if value},
+    st.one_of(st.none(), st.builds(lambda kind, value: {"type": kind, "value": value},
+                                   st.sampled_from(["Exact", "PathPrefix", "RegularExpression"]),
+                                   st.sampled_from(["/a", "/a/b", "/a.*"]))),
+    st.lists(st.builds(lambda kind, name, value: {"type": kind, "name": name, "value": value},
+                       st.sampled_from(["Exact", "RegularExpression"]), st.sampled_from(["x-lane", "x-user"]),
+                       st.sampled_from(["gray", "g.*"])), max_size=2, unique_by=lambda h: h["name"]),
+    st.sampled_from([[], [{"type": "Exact", "name": "lane", "value": "gray"}],
+                     [{"type": "RegularExpression", "name": "lane", "value": "g.*"}]]))
+
+
+@PROPERTY
+@given(st.lists(st.lists(rule_match_block, max_size=2), min_size=1, max_size=3),
+       st.lists(kruise_match.filter(bool), min_size=1, max_size=2))
+def test_the_analyzers_combination_of_matches_is_the_scripts(rule_matches, matches):
+    """engine/checks/analyzers/lane_matches.py decides exactly as the built-in script: the script refuses a lane
+    ("cannot combine") when and only when the analyzer finds a pair it cannot express, and where both combine, the
+    lane rules the script inserts carry the analyzer's combined matches."""
+    from engine.checks.analyzers.lane_matches import combine, inexpressible, lane_match as istio_lane_match
+    spec = {"hosts": ["svc"], "http": [{**({"match": blocks} if blocks else {}), **to("svc")}
+                                       for blocks in rule_matches]}
+    lanes = [istio_lane_match(m) for m in matches]
+    expected = list(inexpressible(spec["http"], lanes, "svc", "svc-canary"))
+    try:
+        rendered = run_builtin(spec, matches, False)
+    except ScriptError as error:
+        if "takes every request first" in error.message:
+            return
+        assert "cannot combine them into one Istio match" in error.message, error.message
+        assert expected, error.message
+        assert expected[0][2] in error.message
+        return
+    assert expected == []
+    scoped = []  # the rules that get lane rules: every rule up to the first that takes every request
+    for rule in spec["http"]:
+        scoped.append(rule)
+        if not rule.get("match") or any(not set(block) - {"ignoreUriCase"} for block in rule["match"]):
+            break
+    combined = [c for rule in scoped for block in (rule.get("match") or [{}]) for lane in lanes
+                for c in [combine(block, lane)[0]] if c is not None]
+    inserted = [rule["match"][0] for rule in rendered["http"] if rule["route"][0]["destination"]["host"] == "svc-canary"]
+    assert inserted == combined
