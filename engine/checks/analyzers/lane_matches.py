@@ -13,11 +13,12 @@ import copy
 from typing import Any, Iterator, Optional
 
 from engine.checks.analyzers.common import Finding, as_list, as_map, find_objects, finding
+from engine.checks.analyzers.routing import is_rollout, is_traffic_routing
 from engine.documents import Document
 from engine.errors import InvalidInputError
 from engine.routing.ownership import is_canary_destination, same_service
 from engine.routing.script_input import original_of
-from engine.routing.strategy import is_routing_document, plan, step_count
+from engine.routing.strategy import plan, step_count
 
 CONTRADICTION, UNSUPPORTED = "contradiction", "unsupported"
 MATCH_LABELS = ("name", "statPrefix", "ignoreUriCase")
@@ -203,14 +204,14 @@ def inexpressible_lanes(documents: list[Document]) -> list[Finding]:
     with the match of a rule of the referenced VirtualService (render would stop there)."""
     findings: list[Finding] = []
     for document in documents:
-        if not is_routing_document(document):
+        if not (is_traffic_routing(document) or is_rollout(document)):  # Kruise's (Argo's lanes are header routes)
             continue
         try:
             plans = [plan(document, step) for step in range(1, max(step_count(document), 1) + 1)]
         except InvalidInputError:
             continue  # other analyzers (and the schema) report what is wrong with the routing itself
         for routing in plans:
-            if routing.argo is not None or not routing.strategy.matches:
+            if not routing.strategy.matches:
                 continue
             path = "spec.strategy" if routing.step is None else f"spec.strategy.canary.steps[{routing.step - 1}]"
             lanes = [lane_match(m) for m in routing.strategy.matches]
