@@ -170,6 +170,40 @@ def test_a_combination_graylane_cannot_express_is_an_error_naming_the_input(gray
     line = result.stderr.strip()
     assert line.startswith(f"error: {tmp_path / 'edge.yaml'}: document 1: VirtualService shop/edge: script ")
     assert "cannot combine" in line and "Traceback" not in result.stderr
+    found = graylane("validate", "-f", str(tmp_path))  # validate foresees the refusal (GL0404), naming the match
+    assert found.returncode == 1
+    assert (f"error GL0404 {tmp_path / 'tr.yaml'}#1 spec.strategy.matches[0]: the lane match cannot be combined with "
+            "http[0] match[0] of VirtualService shop/edge into one Istio match (the rule's uri regex '/cart/.*' and "
+            "the lane's uri prefix '/cart/new')") in found.stdout
+
+
+@pytest.mark.parametrize("rule_match, lane, refused", [
+    ({"uri": {"regex": "/cart/.*"}}, [{"path": {"type": "RegularExpression", "value": "/cart/.*"}}], False),
+    ({"uri": {"prefix": "/cart"}}, [{"path": {"type": "RegularExpression", "value": "/c.*"}}], True),
+    ({"uri": {"prefix": "/cart"}, "ignoreUriCase": True}, [{"path": {"type": "PathPrefix", "value": "/cart/x"}}],
+     True),
+    ({"uri": {"prefix": "/cart"}, "ignoreUriCase": True}, [{"path": {"type": "Exact", "value": "/CART/x"}}], False),
+    ({"headers": {"x-user": {"regex": "a.*"}}},
+     [{"headers": [{"type": "Exact", "name": "X-User", "value": "ab"}]}], True),
+    ({"queryParams": {"id": {"prefix": "7"}}}, [{"queryParams": [{"type": "RegularExpression", "name": "id",
+                                                                    "value": "7.*"}]}], True),
+    # a contradiction anywhere wins: no request satisfies both, so there is nothing to express (no lane rule)
+    ({"uri": {"prefix": "/cart"}, "headers": {"x-user": {"regex": "a.*"}}},
+     [{"path": {"type": "Exact", "value": "/pay"}, "headers": [{"type": "Exact", "name": "x-user", "value": "a"}]}],
+     False),
+    ({"headers": {"b-user": {"regex": "a.*"}, "a-user": {"exact": "x"}}},
+     [{"headers": [{"type": "Exact", "name": "b-user", "value": "a"}, {"type": "Exact", "name": "a-user",
+                                                                          "value": "y"}]}], False),
+])
+def test_validate_and_render_agree_on_what_the_script_cannot_combine(graylane, tmp_path, rule_match, lane, refused):
+    original = edge([{"match": [rule_match], **to("cart")}, to("cart")])
+    rendered = render_edge(graylane, tmp_path, original, lane)
+    found = graylane("validate", "-f", str(tmp_path))
+    assert ("GL0404" in found.stdout) == refused == (rendered.returncode == 1), found.stdout + rendered.stderr
+    if refused:
+        assert "cannot combine them into one Istio match" in rendered.stderr
+    else:
+        assert_lanes_route_right(original, rendered_vs(rendered), lane)
 
 
 # ------------------------------------------------------------------------------ properties (Hypothesis)
@@ -389,3 +423,117 @@ def test_rendering_the_rendered_object_again_and_restoring_it(graylane, tmp_path
     restored = graylane("restore", "-f", str(again_dir / "rendered.json"), "-o", "json")
     items = json.loads(restored.stdout)["items"]
     assert next(i for i in items if i["kind"] == "VirtualService") == original
+
+
+# ------------------------------------------------------------------------------ Argo Rollouts' service names
+
+ARGO_CHECKOUT = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: checkout, namespace: shop}
+spec:
+  selector: {matchLabels: {app: checkout}}
+  template:
+    metadata: {labels: {app: checkout}}
+    spec: {containers: [{name: app, image: example/checkout:1}]}
+  strategy:
+    canary:
+      canaryService: checkout-canary
+      stableService: checkout-stable
+      trafficRouting:
+        istio:
+          virtualService: {name: edge, routes: [primary]}
+      steps:
+      - setWeight: 10
+      - pause: {}
+"""
+
+
+def _argo_edge(tmp_path: Path, http: list) -> None:
+    (tmp_path / "edge.yaml").write_text(yaml.safe_dump(edge(http), sort_keys=False))
+    (tmp_path / "rollout.yaml").write_text(ARGO_CHECKOUT)
+
+
+def test_an_argo_host_level_split_whose_stable_service_is_not_named_like_the_canary_is_no_leak(graylane, tmp_path):
+    """Argo's stableService need not be the canary's name without -canary: checkout-canary stands for
+    checkout-stable here, so the split rule is no lane rule catching payments' requests."""
+    _argo_edge(tmp_path, [{"name": "primary", "match": [{"uri": {"prefix": "/checkout"}}],
+                           "route": [{"destination": {"host": "checkout-stable"}, "weight": 100},
+                                     {"destination": {"host": "checkout-canary"}, "weight": 0}]},
+                          {"name": "pay", **to("payments")}])
+    found = graylane("validate", "-f", str(tmp_path))
+    assert found.returncode == 0 and "GL0401" not in found.stdout, found.stdout
+    result = graylane("render", "-f", str(tmp_path), "-o", "json")
+    assert result.returncode == 0, result.stderr
+    assert [e["weight"] for e in json.loads(result.stdout)["spec"]["http"][0]["route"]] == [90, 10]
+
+
+def test_a_header_route_to_an_argo_canary_that_catches_another_services_requests_still_leaks(graylane, tmp_path):
+    _argo_edge(tmp_path, [{"name": "lane", "match": [{"headers": {"x-lane": {"exact": "gray"}}}],
+                           **to("checkout-canary")},
+                          {"name": "primary", "match": [{"uri": {"prefix": "/checkout"}}],
+                           "route": [{"destination": {"host": "checkout-stable"}, "weight": 100},
+                                     {"destination": {"host": "checkout-canary"}, "weight": 0}]},
+                          {"name": "pay", **to("payments")}])
+    found = graylane("validate", "-f", str(tmp_path))
+    assert found.returncode == 1
+    assert ("error GL0401 " + str(tmp_path / "edge.yaml") + "#1 spec.http[0]: this rule sends requests to the canary "
+            "of checkout-stable, but it also catches requests that spec.http[2] sends to payments") in found.stdout
+
+
+# ------------------------------------------------------------------------------ GL0404 mirrors the script
+
+combinable = st.sampled_from([{"exact": "/a"}, {"prefix": "/a"}, {"prefix": "/b"}, {"regex": "/a.*"},
+                              {"regex": "/b.*"}, {}])
+header_value = st.sampled_from([{"exact": "gray"}, {"prefix": "gr"}, {"regex": "g.*"}, {"regex": "*"}, {}])
+rule_match_block = st.builds(
+    lambda uri, case, header, query, without: {key: value for key, value in (
+        ("uri", uri), ("ignoreUriCase", case or None), ("headers", {"X-Lane": header} if header is not None else None),
+        ("queryParams", {"lane": query} if query is not None else None),
+        ("withoutHeaders", {"x-user": without} if without is not None else None)) if value is not None},
+    st.one_of(st.none(), combinable), st.booleans(), st.one_of(st.none(), header_value),
+    st.one_of(st.none(), header_value), st.one_of(st.none(), header_value))
+kruise_match = st.builds(
+    lambda path, headers, query: {key: value for key, value in (("path", path), ("headers", headers),
+                                                                 ("queryParams", query)) if value},
+    st.one_of(st.none(), st.builds(lambda kind, value: {"type": kind, "value": value},
+                                   st.sampled_from(["Exact", "PathPrefix", "RegularExpression"]),
+                                   st.sampled_from(["/a", "/a/b", "/a.*"]))),
+    st.lists(st.builds(lambda kind, name, value: {"type": kind, "name": name, "value": value},
+                       st.sampled_from(["Exact", "RegularExpression"]), st.sampled_from(["x-lane", "x-user"]),
+                       st.sampled_from(["gray", "g.*"])), max_size=2, unique_by=lambda h: h["name"]),
+    st.sampled_from([[], [{"type": "Exact", "name": "lane", "value": "gray"}],
+                     [{"type": "RegularExpression", "name": "lane", "value": "g.*"}]]))
+
+
+@PROPERTY
+@given(st.lists(st.lists(rule_match_block, max_size=2), min_size=1, max_size=3),
+       st.lists(kruise_match.filter(bool), min_size=1, max_size=2))
+def test_the_analyzers_combination_of_matches_is_the_scripts(rule_matches, matches):
+    """engine/checks/analyzers/lane_matches.py decides exactly as the built-in script: the script refuses a lane
+    ("cannot combine") when and only when the analyzer finds a pair it cannot express, and where both combine, the
+    lane rules the script inserts carry the analyzer's combined matches."""
+    from engine.checks.analyzers.lane_matches import combine, inexpressible, lane_match as istio_lane_match
+    spec = {"hosts": ["svc"], "http": [{**({"match": blocks} if blocks else {}), **to("svc")}
+                                       for blocks in rule_matches]}
+    lanes = [istio_lane_match(m) for m in matches]
+    expected = list(inexpressible(spec["http"], lanes, "svc", "svc-canary"))
+    try:
+        rendered = run_builtin(spec, matches, False)
+    except ScriptError as error:
+        if "takes every request first" in error.message:
+            return
+        assert "cannot combine them into one Istio match" in error.message, error.message
+        assert expected, error.message
+        assert expected[0][2] in error.message
+        return
+    assert expected == []
+    scoped = []  # the rules that get lane rules: every rule up to the first that takes every request
+    for rule in spec["http"]:
+        scoped.append(rule)
+        if not rule.get("match") or any(not set(block) - {"ignoreUriCase"} for block in rule["match"]):
+            break
+    combined = [c for rule in scoped for block in (rule.get("match") or [{}]) for lane in lanes
+                for c in [combine(block, lane)[0]] if c is not None]
+    inserted = [rule["match"][0] for rule in rendered["http"] if rule["route"][0]["destination"]["host"] == "svc-canary"]
+    assert inserted == combined

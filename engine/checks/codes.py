@@ -21,6 +21,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
          "(unknown field, wrong type, missing required field, ...)"),
     Code("GL0002", "DuplicateObject", ERROR, "the same object (group, kind, namespace, name) appears more than once "
          "in the inputs"),
+    Code("GL0003", "ObjectTooLarge", ERROR, "the object is larger than the 1.5 MiB the API server can store (etcd's "
+         "request limit), e.g. an EnvoyFilter whose Lua code has grown with thousands of coloring rules"),
     Code("GL0101", "WeightSum", ERROR, "the route weights of an http/tcp/tls rule do not sum to 100"),
     Code("GL0102", "WeightRange", ERROR, "a weight or traffic percentage is not an integer from 0 to 100"),
     Code("GL0103", "MatchType", ERROR, "a match type is outside the enum (Kruise: Exact, PathPrefix, "
@@ -50,8 +52,9 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("GL0203", "DuplicateSubset", ERROR, "two subsets of a DestinationRule have the same name"),
     Code("GL0204", "SubsetWithoutLabels", WARNING, "a DestinationRule subset has no labels, so it selects every pod "
          "of the service (stable and canary alike)"),
-    Code("GL0205", "InvalidLabel", ERROR, "a label key or value Istio rejects (subset labels, sourceLabels, the "
-         "graylane.io/canary-subset-labels annotation)"),
+    Code("GL0205", "InvalidLabel", ERROR, "a label key or value Istio or Kubernetes rejects (subset labels, "
+         "sourceLabels, the graylane.io/canary-subset-labels annotation, an EnvoyFilter's workloadSelector, a "
+         "Rollout's patchPodTemplateMetadata, a FullLinkGray's labels and gateway selector)"),
     Code("GL0301", "NetworkRefNotFound", ERROR, "a TrafficRouting/Rollout references a network object "
          "(customNetworkRefs, ingress) that is not among the inputs"),
     Code("GL0302", "ServiceNotRouted", ERROR, "a TrafficRouting/Rollout service is not a destination host of the "
@@ -72,6 +75,9 @@ CODES: dict[str, Code] = {c.code: c for c in (
          "DestinationRule among the inputs defines (every such request would get 503)"),
     Code("GL0403", "RenderedSubsetWithoutPods", ERROR, "render would route requests to a subset that selects none "
          "of the pods of the service's workloads among the inputs (503 no healthy upstream)"),
+    Code("GL0404", "LaneMatchInexpressible", ERROR, "a lane match cannot be ANDed with the match of a rule that "
+         "routes to the service in one Istio match (a regex against a prefix or another regex, a lane path against "
+         "ignoreUriCase), so the built-in script refuses to scope the lane there"),
     Code("GL0501", "GatewayNotFound", WARNING, "a VirtualService names a Gateway that is not among the inputs "
          "(istioctl IST0101)"),
     Code("GL0502", "HostNotInGateway", WARNING, "a Gateway a VirtualService is bound to serves none of its hosts "

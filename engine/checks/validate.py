@@ -12,7 +12,8 @@ from typing import Any, Iterable, Iterator, Optional
 from jsonschema import ValidationError
 from jsonschema.exceptions import best_match
 
-from engine.checks.analyzers import CODES, ERROR, Finding, admission, analyze, describe, finding, path_of
+from engine.checks.analyzers import (CODES, ERROR, Finding, admission, analyze, analyze_object, describe, finding,
+                                    path_of)
 from engine.checks.analyzers.istio import is_virtual_service, route_weights, string_matches
 from engine.checks.analyzers.rendered import request_failures
 from engine.documents import Document
@@ -187,12 +188,17 @@ def _output_findings(document: Document) -> list[Finding]:
     return [f for f in merge([document], schema_findings(document), found) if f.severity == ERROR]
 
 
+def _more(findings: list[Finding]) -> str:
+    """`` (and N more problems)`` after the first finding of a refusal."""
+    return f" (and {len(findings) - 1} more problem{'s' if len(findings) > 2 else ''})" if len(findings) > 1 else ""
+
+
 def _refusal(document: Document, findings: list[Finding], what: str, already: list[Finding],
              hint: str = "") -> ValidationFailed:
     first = findings[0]
     note = " (the input object already has this problem)" \
         if (first.code, first.path, first.message) in {(f.code, f.path, f.message) for f in already} else ""
-    more = f" (and {len(findings) - 1} more problem{'s' if len(findings) > 2 else ''})" if len(findings) > 1 else ""
+    more = _more(findings)
     where = f"{document.source}: document {document.index}: " + (f"{first.path}: " if first.path else "")
     return ValidationFailed(f"{where}the traffic-routing script's output for {describe(document)} {what}: "
                             f"{first.message} [{first.code} {CODES[first.code].name}]{note}{more}{hint}", findings)
@@ -217,3 +223,25 @@ def check_rendered(document: Document, body: dict, state: Optional[list[Document
         raise _refusal(document, failures, "would fail requests", request_failures(document, document, None),
                        "; --force renders it anyway")
     return failures
+
+
+def object_findings(document: Document) -> list[Finding]:
+    """Every finding about one object on its own: its kind's schema and the analyzers that need no other object."""
+    return merge([document], schema_findings(document), analyze_object(document))
+
+
+def check_generated(body: dict, origin: str) -> None:
+    """Refuse an object graylane makes from flags or a spec (``color``'s EnvoyFilter, ``chain``'s TrafficRoutings
+    and Rollouts, ``new``'s objects) when ``validate`` would find an error in it on its own (its kind's schema,
+    Istio's admission rules, labels, EnvoyFilter patches), so graylane never prints an object Istio or the API
+    server would reject. ``origin`` says what the object was made from (``file: document N: Kind ns/name``, or
+    the command line). Warnings are left to ``validate``: the commands that make objects keep stderr quiet.
+    """
+    document = Document(body, origin, 0)
+    findings = object_findings(document)
+    errors = [f for f in findings if f.severity == ERROR]
+    if errors:
+        first, more = errors[0], _more(errors)
+        raise ValidationFailed(f"{origin}: the {describe(document)} made from it would be refused: "
+                               + (f"{first.path}: " if first.path else "")
+                               + f"{first.message} [{first.code} {CODES[first.code].name}]{more}", errors)

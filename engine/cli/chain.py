@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine.cli.options import (emit, engine_from_args, filename_option, force_option, namespace_option,
-                                object_output_option, output_check, print_warnings, read_inputs, script_options)
+from engine.cli.options import (check_generated_objects, emit, engine_from_args, filename_option, force_option,
+                                namespace_option, object_output_option, output_check, print_warnings, read_inputs,
+                                script_options)
 from engine.errors import GraylaneError, InvalidInputError
 
 
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_chain(args: argparse.Namespace) -> int:
-    from engine.fulllink.chain import generate, is_fulllink, specs_of
+    from engine.fulllink.chain import generate, is_fulllink, spec_origin, specs_of
     documents = read_inputs(args)
     specs = specs_of(documents)
     if not specs:
@@ -43,6 +44,7 @@ def run_chain(args: argparse.Namespace) -> int:
     warnings: list[str] = []
     for spec in specs:
         output = generate(spec, others, engine, args.render, output_check(args) if args.render else None)
+        check_generated_objects((body, spec_origin(spec)) for body in output.generated())
         objects.extend(output.objects)
         print_warnings(output.findings)
         warnings.extend(f"{spec.document.source}: FullLinkGray {spec.name}: {w}" for w in output.warnings)

@@ -170,7 +170,7 @@ def run_apply(args: argparse.Namespace) -> int:
     engine = engine_from_args(args)
     cluster = connect(args)
     dry_run = None if args.dry_run == "none" else args.dry_run
-    applier = Applier(cluster, engine, output_check(args), dry_run)
+    applier = Applier(cluster, engine, output_check(args), dry_run, judge_requests=True)
     report = applier.apply(targets_of(plans, cluster, args.namespace))
     print_warnings(applier.warnings)
     return _print_outcomes(report, dry_run)

@@ -5,7 +5,8 @@ import argparse
 from typing import TYPE_CHECKING
 import sys
 
-from engine.cli.options import emit, filename_option, object_output_option, read_inputs
+from engine.cli.options import (COMMAND_LINE, check_generated_objects, emit, filename_option, object_output_option,
+                                read_inputs)
 from engine.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def from_flags(args: argparse.Namespace) -> tuple[ColoringSpec, GatewayTarget]:
 
 def run_color(args: argparse.Namespace) -> int:
     from engine import inputs
-    from engine.fulllink.chain import SPEC_LABEL, specs_of
+    from engine.fulllink.chain import SPEC_LABEL, spec_origin, specs_of
     from engine.fulllink.color import GatewayTarget, envoy_filter, generate_lua
     pairs: list[tuple] = []
     if args.filename:
@@ -106,11 +107,13 @@ def run_color(args: argparse.Namespace) -> int:
             target = spec.target
             if args.name or args.namespace:
                 target = GatewayTarget(args.name or target.name, args.namespace or target.namespace, target.selector)
-            pairs.append((spec.coloring, target, {SPEC_LABEL: spec.name}))
+            pairs.append((spec.coloring, target, {SPEC_LABEL: spec.name}, spec_origin(spec)))
     else:
-        pairs.append((*from_flags(args), None))
+        pairs.append((*from_flags(args), None, COMMAND_LINE))
     if args.lua:
-        sys.stdout.write("".join(generate_lua(spec) for spec, _target, _labels in pairs))
+        sys.stdout.write("".join(generate_lua(spec) for spec, _target, _labels, _origin in pairs))
         return 0
-    emit([envoy_filter(spec, target, labels) for spec, target, labels in pairs], args.output)
+    filters = [(envoy_filter(spec, target, labels), origin) for spec, target, labels, origin in pairs]
+    check_generated_objects(filters)
+    emit([body for body, _origin in filters], args.output)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine.cli.options import emit, object_output_option
+from engine.cli.options import COMMAND_LINE, check_generated_objects, emit, object_output_option
 from engine.errors import InvalidInputError
 
 
@@ -121,6 +121,8 @@ def _modifier(args: argparse.Namespace):
 
 
 def _emit(obj: dict, output: str, comment: str = "") -> None:
+    if "kind" in obj:  # a whole object (not the canary part of a Rollout): checked as validate would
+        check_generated_objects([(obj, COMMAND_LINE)])
     if output == "yaml" and comment:
         sys.stdout.write(comment)
     emit([obj], output)

@@ -139,3 +139,15 @@ def print_warnings(findings: Iterable) -> None:
              + f"{f.message} [{f.code} {CODES[f.code].name if f.code in CODES else ''}]" for f in findings)
     for line in dict.fromkeys(lines):
         print(line, file=sys.stderr)
+
+
+COMMAND_LINE = "command line"
+
+
+def check_generated_objects(items: Iterable[tuple[dict, str]]) -> None:
+    """Run graylane's single-object checks on objects a command made (each with what it was made from, see
+    :func:`engine.checks.validate.check_generated`): an error stops the command before anything is printed."""
+    from engine.checks.validate import check_generated
+
+    for body, origin in items:
+        check_generated(body, origin)

@@ -39,6 +39,8 @@ MAX_ATTEMPTS = 6
 BACKOFF_BASE = 0.05  # seconds; doubles per conflict, with jitter, capped at BACKOFF_CAP
 BACKOFF_CAP = 2.0
 TEST_BARRIER_ENV = "GRAYLANE_TEST_BARRIER"
+ISTIO_GROUP = "networking.istio.io"
+DESTINATION_RULE_API = f"{ISTIO_GROUP}/v1alpha3"  # served by every Istio release's CRDs
 
 # Outcome states (what happened to one object).
 CONFIGURED, UNCHANGED, RESTORED, MISSING, FAILED = "configured", "unchanged", "restored", "missing", "failed"
@@ -151,7 +153,7 @@ class Applier:
     """apply/restore/status for a list of targets on one cluster."""
 
     def __init__(self, cluster: Cluster, engine: Optional[Engine] = None, check: Optional[OutputCheck] = None,
-                 dry_run: Optional[str] = None, max_attempts: int = MAX_ATTEMPTS,
+                 dry_run: Optional[str] = None, max_attempts: int = MAX_ATTEMPTS, judge_requests: bool = False,
                  on_write: Optional[Callable[[Target, dict], None]] = None,
                  writing: Optional[Callable[[Target], ContextManager]] = None,
                  read: Optional[Callable[[Target], Optional[dict]]] = None):
@@ -159,6 +161,9 @@ class Applier:
             raise InvalidInputError(f"--dry-run must be client or server, got {dry_run!r}")
         self.cluster, self.engine, self.check, self.dry_run = cluster, engine, check, dry_run
         self.max_attempts = max_attempts
+        # apply judges the planned objects together, as render does (GL0402/GL0403), against the namespaces'
+        # DestinationRules, Services and Deployments; the controller does not (it would list them on every change)
+        self.judge_requests = judge_requests
         self.on_write = on_write  # told about every object this call wrote (the controller tracks them)
         self.warnings: list = []  # findings the output check let through (--force), for the caller to show
         self.writing = writing or (lambda target: contextlib.nullcontext())  # held around each write
@@ -196,8 +201,7 @@ class Applier:
 
     def desired(self, target: Target, live: dict) -> dict:
         """The object as the script wants it, computed from the original (see ``original``)."""
-        source = f"cluster {target.namespace}/{target.describe()}"
-        document = Document(live, source, 1)
+        document = Document(live, _source(target), 1)
         if target.routing.argo is not None:  # an Argo Rollout: Argo's steps 1..N from the stored original
             from engine.routing.argo.render import render_live
             assert self.engine is not None
@@ -215,7 +219,7 @@ class Applier:
         rule = target.routing.argo.destination_rule
         if rule is None:
             return None
-        live = self.cluster.get(self.cluster.resource("networking.istio.io/v1alpha3", "DestinationRule"),
+        live = self.cluster.get(self.cluster.resource(DESTINATION_RULE_API, "DestinationRule"),
                                 target.namespace, rule["name"])
         spec = (live or {}).get("spec")
         return str(spec.get("host") or "") if isinstance(spec, dict) else None
@@ -279,10 +283,13 @@ class Applier:
             except GraylaneError as exc:
                 report.outcomes.append(Outcome(target, FAILED, str(exc)))
                 failures += 1
+        refused = set() if failures else self._judge_requests(planned, report)
+        failures += len(refused)
         if failures:
             for target, live, _wanted in planned:
-                report.outcomes.append(Outcome(target, NOT_CHANGED, "another referenced object failed",
-                                               before=live))
+                if target.key not in refused:
+                    report.outcomes.append(Outcome(target, NOT_CHANGED, "another referenced object failed",
+                                                   before=live))
             report.error = f"{failures} of {len(targets)} object(s) failed; nothing was changed"
             return self._ordered(report, targets)
         done: list[Outcome] = []
@@ -304,6 +311,44 @@ class Applier:
             done.append(outcome)
         report.outcomes.extend(done)
         return self._ordered(report, targets)
+
+    def _judge_requests(self, planned: list[tuple[Target, dict, dict]], report: Report) -> set:
+        """Run the output check on every planned object with the others as they would be written (render's
+        GL0402/GL0403: a subset no DestinationRule defines or that selects no pods); the keys of the targets it
+        refuses, each reported as FAILED. Nothing to judge when the DestinationRules cannot be listed."""
+        if not (self.judge_requests and self.check and planned):
+            return set()
+        state = self._request_context(planned)
+        refused = set()
+        for target, live, wanted in planned if state is not None else []:
+            try:
+                self.warnings.extend(self.check(Document(live, _source(target), 1), wanted, state) or [])
+            except GraylaneError as exc:
+                report.outcomes.append(Outcome(target, FAILED, str(exc)))
+                refused.add(target.key)
+        return refused
+
+    def _request_context(self, planned: list[tuple[Target, dict, dict]]) -> Optional[list[Document]]:
+        """The planned objects as they would be written, their routings, and the DestinationRules, Services and
+        Deployments of their namespaces; None when the DestinationRules cannot be listed."""
+        documents = [Document(wanted, _source(target), 1) for target, _live, wanted in planned]
+        documents += list({id(t.routing.document): t.routing.document for t, _l, _w in planned}.values())
+        planned_keys = {target.key for target, _live, _wanted in planned}
+        for namespace in sorted({target.namespace for target, _live, _wanted in planned}):
+            try:
+                rules = self.cluster.list(self.cluster.resource(DESTINATION_RULE_API, "DestinationRule"), namespace)
+            except GraylaneError:
+                return None
+            documents += [Document(body, f"cluster {namespace}", 1) for body in rules
+                          if (ISTIO_GROUP, "DestinationRule", namespace, (body.get("metadata") or {}).get("name"))
+                          not in planned_keys]
+            for kind in ("Service", "Deployment"):
+                try:
+                    documents += [Document(body, f"cluster {namespace}", 1)
+                                  for body in self.cluster.list_builtin(kind, namespace)]
+                except GraylaneError:
+                    continue  # without them, subsets are not judged by their pods
+        return documents
 
     def _roll_back(self, done: list[Outcome]) -> list[Outcome]:
         """Put back what this call changed, newest first, only if nobody changed it after us."""
@@ -396,6 +441,11 @@ class Applier:
             row.update(inspect(live, target.stable_service, target.canary_service))
             rows.append(row)
         return rows
+
+
+def _source(target: Target) -> str:
+    """How findings and messages name a live object: ``cluster <namespace>/<kind.group/name>``."""
+    return f"cluster {target.namespace}/{target.describe()}"
 
 
 def _rv(body: Optional[dict]) -> Optional[str]:

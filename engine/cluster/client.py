@@ -250,6 +250,19 @@ class Cluster:
             if not isinstance(error, NotFound):
                 raise error from None
 
+    def list_builtin(self, kind: str, namespace: str) -> list[dict]:
+        """The Services (v1) or Deployments (apps/v1) of a namespace, as their manifests are written."""
+        api_version, api, call = {"Service": ("v1", self.core, "list_namespaced_service"),
+                                  "Deployment": ("apps/v1", client.AppsV1Api(self.api_client),
+                                                 "list_namespaced_deployment")}[kind]
+        self.limiter.wait()
+        try:
+            result = getattr(api, call)(namespace, _request_timeout=REQUEST_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - translated
+            raise api_error(exc, f"listing {kind}s in namespace {namespace}") from None
+        items = self.api_client.sanitize_for_serialization(result).get("items") or []
+        return [{"apiVersion": api_version, "kind": kind, **item} for item in items]
+
     def get_configmap(self, namespace: str, name: str) -> Optional[dict]:
         self.limiter.wait()
         try:

@@ -134,6 +134,11 @@ def specs_of(documents: list) -> list:
 
 # --------------------------------------------------------------------------------------------- parsing
 
+def spec_origin(spec: FullLinkSpec) -> str:
+    """``file: document N: FullLinkGray ns/name``: what the chain's and color's objects are made from."""
+    return f"{spec.document.source}: document {spec.document.index}: FullLinkGray {spec.namespace}/{spec.name}"
+
+
 def parse_spec(document: Document) -> FullLinkSpec:
     """Validate a FullLinkGray document; every error names the field."""
     if document.api_version != API_VERSION:
@@ -290,6 +295,11 @@ class ChainOutput:
     objects: list  # bodies, in apply order
     warnings: list  # readable problems found with the inputs
     findings: list = field(default_factory=list)  # what the output check let through (--force)
+    rendered: int = 0  # how many of the objects (the last ones) the traffic-routing scripts rendered
+
+    def generated(self) -> list:
+        """The objects the chain makes itself (EnvoyFilter, TrafficRoutings, Rollouts), not the rendered ones."""
+        return self.objects[:len(self.objects) - self.rendered]
 
 
 def traffic_routing(spec: FullLinkSpec, service: ChainService, network_api: dict) -> dict:
@@ -358,6 +368,7 @@ def generate(spec: FullLinkSpec, documents: list, engine: Optional[Engine] = Non
         rendered = render_chain(spec, routings, documents, engine, check)
         objects.extend(item.body for item in rendered)
         findings.extend(w for item in rendered for w in item.warnings)
+        return ChainOutput(objects, warnings, findings, len(rendered))
     return ChainOutput(objects, warnings, findings)
 
 

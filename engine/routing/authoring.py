@@ -36,7 +36,8 @@ _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
 _PERCENT = re.compile(r"^\s*(\d{1,3})\s*%?\s*$")
 
 
-def _name(value: str, flag: str) -> str:
+def object_name(value: str, flag: str) -> str:
+    """``value`` if it is a valid Kubernetes object name (a DNS-1123 subdomain), else an error naming ``flag``."""
     if not value or len(value) > 253 or not _NAME.match(value):
         raise InvalidInputError(f"{flag}: {value!r} is not a valid Kubernetes name (lowercase letters, digits, "
                                 "'-' and '.')")
@@ -66,7 +67,7 @@ def object_ref(text: str, flag: str, shorthands: dict[str, str]) -> dict:
         raise InvalidInputError(f"{flag} {text}: expected Kind/name or apiVersion/Kind/name")
     if not kind or not kind[0].isupper() or not api_version:
         raise InvalidInputError(f"{flag} {text}: expected Kind/name or apiVersion/Kind/name")
-    return {"apiVersion": api_version, "kind": kind, "name": _name(name, flag)}
+    return {"apiVersion": api_version, "kind": kind, "name": object_name(name, flag)}
 
 
 def name_value(text: str, flag: str, header: bool = True) -> tuple[str, str]:
@@ -171,12 +172,12 @@ def _weight(value: Optional[int], flag: str = "--weight") -> Optional[int]:
 def _routing_ref(service: str, refs: list[str]) -> dict:
     if not refs:
         raise InvalidInputError("give at least one --ref KIND/NAME (e.g. --ref VirtualService/reviews)")
-    return {"service": _name(service, "--service"),
+    return {"service": object_name(service, "--service"),
             "customNetworkRefs": [object_ref(text, "--ref", REF_API_VERSIONS) for text in refs]}
 
 
 def _metadata(name: str, ns: Optional[str]) -> dict:
-    metadata = {"name": _name(name, "NAME")}
+    metadata = {"name": object_name(name, "NAME")}
     if namespace(ns):
         metadata["namespace"] = ns
     return metadata

@@ -158,6 +158,17 @@ def label_errors(labels: dict) -> list[tuple[str, str]]:
     return problems
 
 
+def pod_label_errors(labels: dict, what: str) -> list[tuple[str, str]]:
+    """:func:`label_errors`, plus Kubernetes' 63-character limit on values, for labels pods carry or that select
+    pods (``what`` says what the labels are for): no pod can carry a label either rule refuses."""
+    problems = [(key, f"{reason}; {what}") for key, reason in label_errors(labels)]
+    for key, value in labels.items():
+        if isinstance(value, str) and _LABEL_VALUE.match(value) and len(value) > 63:
+            problems.append((str(key), f"label value of {str(key)!r} is {len(value)} characters long, but Kubernetes "
+                                       f"allows at most 63; {what}"))
+    return problems
+
+
 # ------------------------------------------------------------------------------------ VirtualService
 
 def _headers(document: Document, headers: Any, path: str) -> Iterator[Finding]:
@@ -325,13 +336,39 @@ def routing_rules(document: Document) -> list[Finding]:
     return [f for path, strategy in strategies(document) for f in _strategy(document, strategy, path)]
 
 
+PODS_REFUSE = "the API server refuses a pod with such a label"
+SELECTS_NOTHING = "no pod can carry such a label, so the selector would select none"
+
+
+def _pod_labels_at(document: Document, labels: Any, path: str, what: str) -> list[Finding]:
+    return [finding("GL0205", document, join(path, key), reason)
+            for key, reason in pod_label_errors(as_map(labels), what)]
+
+
 def fulllink_labels(document: Document) -> list[Finding]:
-    """GL0205 for a FullLinkGray's grayLabels and canarySubsetLabels: they become pod labels and the canary
-    subset's labels."""
+    """GL0205 for a FullLinkGray's grayLabels and canarySubsetLabels (they become pod labels and the canary
+    subset's labels) and gateway.selector (the coloring EnvoyFilter's workloadSelector)."""
     spec = as_map(document.body.get("spec"))
-    return [finding("GL0205", document, join(f"spec.{field}", key), reason)
-            for field in ("grayLabels", "canarySubsetLabels")
-            for key, reason in label_errors(as_map(spec.get(field)))]
+    return [*(f for field in ("grayLabels", "canarySubsetLabels")
+              for f in _pod_labels_at(document, spec.get(field), f"spec.{field}", PODS_REFUSE)),
+            *_pod_labels_at(document, as_map(spec.get("gateway")).get("selector"), "spec.gateway.selector",
+                            SELECTS_NOTHING)]
+
+
+def envoy_filter_rules(document: Document) -> list[Finding]:
+    """GL0205 for an EnvoyFilter's workloadSelector labels: Istio refuses an empty key or a '*', and a key or value
+    no Kubernetes label can have selects no pod, so the filter would apply nowhere."""
+    selector = as_map(as_map(document.body.get("spec")).get("workloadSelector"))
+    return _pod_labels_at(document, selector.get("labels"), "spec.workloadSelector.labels",
+                          SELECTS_NOTHING + " (the EnvoyFilter would apply nowhere)")
+
+
+def rollout_labels(document: Document) -> list[Finding]:
+    """GL0205 for the labels a Kruise Rollout patches onto the canary pods (patchPodTemplateMetadata): the API
+    server refuses a pod with a label Kubernetes does not allow."""
+    canary = as_map(as_map(as_map(document.body.get("spec")).get("strategy")).get("canary"))
+    labels = as_map(canary.get("patchPodTemplateMetadata")).get("labels")
+    return _pod_labels_at(document, labels, "spec.strategy.canary.patchPodTemplateMetadata.labels", PODS_REFUSE)
 
 
 def analyze_document(document: Document) -> list[Finding]:
@@ -340,8 +377,12 @@ def analyze_document(document: Document) -> list[Finding]:
         return virtual_service_rules(document)
     if is_kind(document, ISTIO, "DestinationRule"):
         return destination_rule_rules(document)
+    if is_kind(document, ISTIO, "EnvoyFilter"):
+        return envoy_filter_rules(document)
     if is_kind(document, "graylane.io", "FullLinkGray"):
         return fulllink_labels(document)
+    if is_kind(document, "rollouts.kruise.io", "Rollout"):
+        return [*routing_rules(document), *rollout_labels(document)]
     return routing_rules(document)
 
 

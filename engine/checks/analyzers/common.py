@@ -6,6 +6,7 @@ finding type, the code table and the small helpers they share, and imports neith
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Optional, Union
@@ -110,3 +111,18 @@ def duplicate_objects(documents: list[Document]) -> list[Finding]:
         else:
             seen[key] = document
     return findings
+
+
+MAX_OBJECT_BYTES = 1536 * 1024  # etcd's default --max-request-bytes: the API server cannot store a larger object
+
+
+def object_size(document: Document) -> list[Finding]:
+    """GL0003: the object, as JSON, is larger than the API server can store (graylane's own specs, which are not
+    applied, aside)."""
+    if document.group == "graylane.io":
+        return []
+    size = len(json.dumps(document.body, ensure_ascii=False, separators=(",", ":"), default=str).encode())
+    if size <= MAX_OBJECT_BYTES:
+        return []
+    return [finding("GL0003", document, "", f"the object is {size} bytes as JSON; the API server stores at most "
+                                            f"{MAX_OBJECT_BYTES} (1.5 MiB) per object, so it would refuse it")]

@@ -20,17 +20,41 @@ from engine.checks.analyzers.common import Finding, as_list, as_map, finding
 from engine.checks.analyzers.requests import (PROBE_VALUE, Probe, block_matches, gateway_key, rule_blocks,
                                               rule_matches, witnesses)
 from engine.documents import Document
+from engine.errors import InvalidInputError
 from engine.routing.hosts import is_service_host, service_key
 
 CANARY_SUBSETS = ("canary", "gray")
 CANARY_HOST_SUFFIX = "-canary"
 ServiceKey = tuple  # (name, namespace or None)
+Canaries = dict  # canary Service -> its stable Service, as a release names them (an Argo Rollout's canaryService)
 
 
 # --------------------------------------------------------------------------------------------- services
 
-def canary_service(destination: Any, namespace: Optional[str]) -> Optional[ServiceKey]:
-    """The service whose canary a destination is (subset canary/gray, or a ``*-canary`` host), else None."""
+def release_canaries(documents: list[Document]) -> Canaries:
+    """The canary Service -> stable Service pairs the Argo Rollouts among ``documents`` name (canaryService,
+    stableService), so a canary host is known to stand for its stable Service whatever the two are called
+    (``checkout-canary`` beside ``checkout-stable``)."""
+    from engine.routing.argo.rollout import is_argo_rollout, read_rollout
+
+    canaries: Canaries = {}
+    for document in documents:
+        if not is_argo_rollout(document):
+            continue
+        try:
+            rollout = read_rollout(document)
+        except InvalidInputError:
+            continue  # reported by the Argo analyzers (GL0601)
+        if rollout.canary_service and rollout.stable_service:
+            canaries[service_key(rollout.canary_service, document.namespace)] = service_key(
+                rollout.stable_service, document.namespace)
+    return canaries
+
+
+def canary_service(destination: Any, namespace: Optional[str],
+                   canaries: Optional[Canaries] = None) -> Optional[ServiceKey]:
+    """The service whose canary a destination is (subset canary/gray, a canary Service of ``canaries``, or a
+    ``*-canary`` host), else None."""
     destination = as_map(destination)
     host = destination.get("host")
     if not isinstance(host, str) or not host:
@@ -38,6 +62,9 @@ def canary_service(destination: Any, namespace: Optional[str]) -> Optional[Servi
     if destination.get("subset") in CANARY_SUBSETS:
         return service_key(host, namespace)
     name, service_namespace = service_key(host, namespace)
+    stable = next((s for c, s in (canaries or {}).items() if _same(c, (name, service_namespace))), None)
+    if stable is not None:
+        return stable
     if is_service_host(host) and name.endswith(CANARY_HOST_SUFFIX) and len(name) > len(CANARY_HOST_SUFFIX):
         return name[:-len(CANARY_HOST_SUFFIX)], service_namespace
     return None
@@ -47,7 +74,7 @@ def _same(a: ServiceKey, b: ServiceKey) -> bool:
     return a[0] == b[0] and (a[1] is None or b[1] is None or a[1] == b[1])
 
 
-def route_services(rule: dict, namespace: Optional[str]) -> list[ServiceKey]:
+def route_services(rule: dict, namespace: Optional[str], canaries: Optional[Canaries] = None) -> list[ServiceKey]:
     """The services an http rule sends requests to (a canary counts as its service)."""
     found: list[ServiceKey] = []
     for entry in as_list(rule.get("route")):
@@ -55,23 +82,23 @@ def route_services(rule: dict, namespace: Optional[str]) -> list[ServiceKey]:
         host = destination.get("host")
         if not isinstance(host, str):
             continue
-        key = canary_service(destination, namespace) or service_key(host, namespace)
+        key = canary_service(destination, namespace, canaries) or service_key(host, namespace)
         if not any(_same(key, k) for k in found):
             found.append(key)
     return found
 
 
-def lane_service(rule: dict, namespace: Optional[str]) -> Optional[ServiceKey]:
+def lane_service(rule: dict, namespace: Optional[str], canaries: Optional[Canaries] = None) -> Optional[ServiceKey]:
     """The service A a lane rule serves: it routes to A's canary and not to A's stable pods."""
-    canaries, stables = [], []
+    lanes, stables = [], []
     for entry in as_list(rule.get("route")):
         destination = as_map(as_map(entry).get("destination"))
         host = destination.get("host")
         if not isinstance(host, str):
             continue
-        canary = canary_service(destination, namespace)
-        (canaries if canary else stables).append(canary or service_key(host, namespace))
-    for canary in canaries:
+        canary = canary_service(destination, namespace, canaries)
+        (lanes if canary else stables).append(canary or service_key(host, namespace))
+    for canary in lanes:
         if not any(_same(canary, stable) for stable in stables):
             return canary
     return None
@@ -136,12 +163,13 @@ class _Routes:
 
     rules: list
     namespace: Optional[str]
+    canaries: Optional[Canaries] = None
     lanes: list = field(default_factory=list)     # lane_service of each rule
     targets: list = field(default_factory=list)   # route_services of each rule
 
     def __post_init__(self) -> None:
-        self.lanes = [lane_service(rule, self.namespace) for rule in self.rules]
-        self.targets = [route_services(rule, self.namespace) for rule in self.rules]
+        self.lanes = [lane_service(rule, self.namespace, self.canaries) for rule in self.rules]
+        self.targets = [route_services(rule, self.namespace, self.canaries) for rule in self.rules]
 
     def lane_of(self, index: int, service: ServiceKey) -> bool:
         lane = self.lanes[index]
@@ -159,9 +187,9 @@ class _Routes:
         return None
 
 
-def find_leaks(spec: dict, namespace: Optional[str]) -> list[Leak]:
+def find_leaks(spec: dict, namespace: Optional[str], canaries: Optional[Canaries] = None) -> list[Leak]:
     """Every lane rule of a VirtualService spec that catches a request meant for elsewhere (one example each)."""
-    routes = _Routes([as_map(r) for r in as_list(spec.get("http"))], namespace)
+    routes = _Routes([as_map(r) for r in as_list(spec.get("http"))], namespace, canaries)
     bases = _base_probes(spec, namespace)
     leaks: list[Leak] = []
     for index, service in enumerate(routes.lanes):
@@ -200,11 +228,12 @@ def _find_leak(routes: _Routes, index: int, service: ServiceKey, targets: list, 
     return None
 
 
-def lane_leaks(document: Document) -> list[Finding]:
-    """GL0401 for each lane rule of a VirtualService that catches requests meant for another service."""
+def lane_leaks(document: Document, canaries: Optional[Canaries] = None) -> list[Finding]:
+    """GL0401 for each lane rule of a VirtualService that catches requests meant for another service
+    (``canaries``: the canary Services releases among the inputs name, see :func:`release_canaries`)."""
     if document.group != "networking.istio.io" or document.kind != "VirtualService":
         return []
     spec, namespace = as_map(document.body.get("spec")), document.namespace
     show_gateway = len(_base_probes(spec, namespace)) > 1
     return [finding("GL0401", document, f"spec.http[{leak.rule}]", leak.describe(namespace, show_gateway))
-            for leak in find_leaks(spec, namespace)]
+            for leak in find_leaks(spec, namespace, canaries)]

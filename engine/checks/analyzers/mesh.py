@@ -263,8 +263,8 @@ def subset_pods(documents: list[Document]) -> list[Finding]:
 # ------------------------------------------------------------------------------------ EnvoyFilters
 
 def envoy_filters(documents: list[Document]) -> list[Finding]:
-    """GL0507 workloadSelector matching no pod of its namespace; GL0508 deprecated filter names; GL0511 v2 types;
-    GL0509 relative patch operations without a priority (IST0151)."""
+    """GL0507 workloadSelector matching no pod of its namespace (the checks of one EnvoyFilter on its own are
+    :func:`envoy_filter_patches`)."""
     pods = _pod_labels(documents)
     findings: list[Finding] = []
     for document in documents:
@@ -288,18 +288,27 @@ def envoy_filters(documents: list[Document]) -> list[Finding]:
                     findings.append(finding("GL0507", document, "spec.workloadSelector.labels",
                                             f"selects no pod of namespace {namespace} among the inputs (no pod has "
                                             f"the labels {dict(selector)})"))
-        findings.extend(_deprecated_names(document, spec, "spec"))
-        if not is_int(spec.get("priority")) or spec.get("priority") == 0:
-            for index, patch in enumerate(as_list(spec.get("configPatches"))):
-                patch = as_map(patch)
-                operation = as_map(patch.get("patch")).get("operation")
-                apply_to = patch.get("applyTo")
-                if operation in RELATIVE_OPERATIONS and not (
-                        operation == "REMOVE" and apply_to in ("ROUTE_CONFIGURATION", "HTTP_ROUTE")) and not (
-                        operation == "REPLACE" and apply_to not in ("NETWORK_FILTER", "HTTP_FILTER", "VIRTUAL_HOST")):
-                    findings.append(finding("GL0509", document, f"spec.configPatches[{index}].patch.operation",
-                                            f"{operation} depends on the order EnvoyFilters are applied in; give the "
-                                            "EnvoyFilter a spec.priority so the order is defined"))
+    return findings
+
+
+def envoy_filter_patches(document: Document) -> list[Finding]:
+    """GL0508 deprecated filter names; GL0511 v2 types; GL0509 relative patch operations without a priority
+    (IST0151): what is wrong with one EnvoyFilter on its own."""
+    if not is_kind(document, ISTIO, "EnvoyFilter"):
+        return []
+    spec = as_map(document.body.get("spec"))
+    findings = list(_deprecated_names(document, spec, "spec"))
+    if not is_int(spec.get("priority")) or spec.get("priority") == 0:
+        for index, patch in enumerate(as_list(spec.get("configPatches"))):
+            patch = as_map(patch)
+            operation = as_map(patch.get("patch")).get("operation")
+            apply_to = patch.get("applyTo")
+            if operation in RELATIVE_OPERATIONS and not (
+                    operation == "REMOVE" and apply_to in ("ROUTE_CONFIGURATION", "HTTP_ROUTE")) and not (
+                    operation == "REPLACE" and apply_to not in ("NETWORK_FILTER", "HTTP_FILTER", "VIRTUAL_HOST")):
+                findings.append(finding("GL0509", document, f"spec.configPatches[{index}].patch.operation",
+                                        f"{operation} depends on the order EnvoyFilters are applied in; give the "
+                                        "EnvoyFilter a spec.priority so the order is defined"))
     return findings
 
 

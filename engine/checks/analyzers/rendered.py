@@ -11,7 +11,7 @@ from typing import Optional
 
 from engine.checks.analyzers.common import Finding, as_list, as_map, finding
 from engine.checks.analyzers.istio import destinations, is_destination_rule, is_virtual_service, rule_covers_host
-from engine.checks.analyzers.lanes import lane_leaks
+from engine.checks.analyzers.lanes import lane_leaks, release_canaries
 from engine.checks.workloads import labels_of, rollout_canary_workloads, selects, workloads_of
 from engine.documents import Document
 from engine.routing.hosts import service_key
@@ -99,7 +99,7 @@ def request_failures(original: Document, rendered: Document, state: Optional[lis
     """Every GL04xx finding for one rendered object (``state``: all inputs as rendered; None: leaks only)."""
     findings: list[Finding] = []
     if is_virtual_service(rendered):
-        findings.extend(lane_leaks(rendered))
+        findings.extend(lane_leaks(rendered, release_canaries(state) if state is not None else None))
         if state is not None:
             findings.extend(subset_failures(original, rendered, state))
     return findings

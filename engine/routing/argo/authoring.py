@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 from engine.errors import InvalidInputError
-from engine.routing.authoring import _metadata, _name, name_value, parse_percentages
+from engine.routing.authoring import _metadata, name_value, object_name, parse_percentages
 
 HEADER_ROUTE = "canary-by-header"
 
@@ -15,7 +15,7 @@ def argo_rollout(name: str, workload: str, virtual_services: list[str], routes: 
                  namespace: Optional[str]) -> dict:
     """One ``setWeight`` per percentage with a pause after each but the last; with ``header`` (NAME=VALUE) a
     managed header route to the canary first, removed before the last step."""
-    _name(name, "NAME")
+    object_name(name, "NAME")
     if not virtual_services:
         raise InvalidInputError("--virtual-service is required (NAME or NAME.NAMESPACE, repeatable)")
     if destination_rule is None and not (canary_service and stable_service):

@@ -13,15 +13,20 @@ from pathlib import Path
 import yaml
 
 from engine.documents import dump_yaml
+from engine.routing.authoring import namespace as check_namespace, object_name
 from engine.errors import InvalidInputError
 from engine.lua.scripts import configmap_key, scripts_in_tree
 
 KRUISE_CONFIGMAP_NAME = "kruise-rollout-configuration"
 KRUISE_NAMESPACE = "kruise-rollout"
+MAX_CONFIGMAP_DATA = 1024 * 1024  # bytes: the API server refuses a ConfigMap whose data is larger
 
 
 def configmap(directories: list[str], name: str = KRUISE_CONFIGMAP_NAME, namespace: str = KRUISE_NAMESPACE) -> str:
-    """The ConfigMap manifest (YAML) holding every script below ``directories``, keys sorted."""
+    """The ConfigMap manifest (YAML) holding every script below ``directories``, keys sorted; refused when the
+    API server would refuse it (the name, the namespace, more than 1 MiB of scripts)."""
+    object_name(name, "--name")
+    check_namespace(namespace)
     data: dict[str, str] = {}
     origins: dict[str, str] = {}
     for directory in directories:
@@ -38,6 +43,10 @@ def configmap(directories: list[str], name: str = KRUISE_CONFIGMAP_NAME, namespa
     if not data:
         raise InvalidInputError("no <group>/<Kind>/trafficRouting.lua or trafficrouting_ingress/<class>.lua "
                                 "below " + ", ".join(directories))
+    size = sum(len(key.encode()) + len(value.encode()) for key, value in data.items())
+    if size > MAX_CONFIGMAP_DATA:
+        raise InvalidInputError(f"the scripts below {', '.join(directories)} take {size} bytes; a ConfigMap holds "
+                                f"at most {MAX_CONFIGMAP_DATA} (1 MiB), so the API server would refuse it")
     manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
                 "data": {key: data[key] for key in sorted(data)}}
     text = dump_yaml([manifest])

@@ -649,10 +649,21 @@ local function intersectIgnoringCase(ruleUri, laneUri)
   return nil, "contradiction"
 end
 
+-- The keys of a map in sorted order (so the same inputs give the same message every run).
+local function sortedKeys(map)
+  local keys = {}
+  for key in pairs(map or {}) do keys[#keys + 1] = key end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  return keys
+end
+
 -- A rule's match ANDed with a lane match: (match) or (nil, reason) with reason "contradiction: ..."
--- (no request satisfies both) or "unsupported: ..." (not expressible as one Istio match).
+-- (no request satisfies both) or "unsupported: ..." (not expressible as one Istio match). A contradiction
+-- anywhere wins over an inexpressible field (no request could match, so there is nothing to express);
+-- engine/checks/analyzers/lane_matches.py mirrors this function so `graylane validate` foresees the refusal.
 local function combineMatch(ruleMatch, laneMatch)
   local combined = deepcopy(ruleMatch)
+  local unsupported = nil
   if laneMatch.uri then
     local uri, problem
     if combined.ignoreUriCase then
@@ -662,35 +673,43 @@ local function combineMatch(ruleMatch, laneMatch)
       uri, problem = intersect(combined.uri, laneMatch.uri, false)
     end
     if uri == nil then
-      return nil, problem .. ": the rule's uri " .. describeCondition(combined.uri or {}) ..
+      local reason = problem .. ": the rule's uri " .. describeCondition(combined.uri or {}) ..
         (ruleMatch.ignoreUriCase and " (ignoreUriCase)" or "") .. " and the lane's uri " .. describeCondition(laneMatch.uri)
+      if problem == "contradiction" then return nil, reason end
+      unsupported = reason
+    else
+      combined.uri = uri
     end
-    combined.uri = uri
   end
   for _, field in ipairs({"headers", "queryParams"}) do
     local foldCase = field == "headers"
-    for name, condition in pairs(laneMatch[field] or {}) do
+    for _, name in ipairs(sortedKeys(laneMatch[field])) do
+      local condition = laneMatch[field][name]
       combined[field] = combined[field] or {}
       local key = findKey(combined[field], name, foldCase)
       local value, problem = condition, nil
       if key ~= nil then
         value, problem = intersect(combined[field][key], condition, true)
-        if value == nil then
-          local what = (foldCase and "header " or "query parameter ") .. name .. " "
-          return nil, problem .. ": the rule's " .. what .. describeCondition(combined[field][key]) ..
-            " and the lane's " .. what .. describeCondition(condition)
-        end
-        combined[field][key] = nil
       end
-      combined[field][name] = deepcopy(value)
-      local excluded = foldCase and findKey(combined.withoutHeaders, name, true)
-      if excluded and excludedBy(value, combined.withoutHeaders[excluded]) then
-        return nil, "contradiction: the rule's withoutHeaders " .. name .. " " ..
-          describeCondition(combined.withoutHeaders[excluded]) .. " and the lane's header " .. name .. " " ..
-          describeCondition(value)
+      if value == nil then
+        local what = (foldCase and "header " or "query parameter ") .. name .. " "
+        local reason = problem .. ": the rule's " .. what .. describeCondition(combined[field][key]) ..
+          " and the lane's " .. what .. describeCondition(condition)
+        if problem == "contradiction" then return nil, reason end
+        unsupported = unsupported or reason
+      else
+        if key ~= nil then combined[field][key] = nil end
+        combined[field][name] = deepcopy(value)
+        local excluded = foldCase and findKey(combined.withoutHeaders, name, true)
+        if excluded and excludedBy(value, combined.withoutHeaders[excluded]) then
+          return nil, "contradiction: the rule's withoutHeaders " .. name .. " " ..
+            describeCondition(combined.withoutHeaders[excluded]) .. " and the lane's header " .. name .. " " ..
+            describeCondition(value)
+        end
       end
     end
   end
+  if unsupported then return nil, unsupported end
   return combined
 end
 
