@@ -1,6 +1,7 @@
 """Shared test helpers (imported as `helpers`; a module named conftest would clash with tests/e2e/conftest.py)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -9,6 +10,32 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
+CACHE = Path(os.environ.get("GRAYLANE_CACHE", Path.home() / ".cache" / "graylane"))
+PYTEST_CONFIG = None  # set by conftest.py: lets ``tell`` write past pytest's output capture
+
+
+def tell(message: str) -> None:
+    """A line for the person running the tests (and for CI's log), shown even while pytest captures output:
+    what a long wait is for."""
+    config = PYTEST_CONFIG
+    reporter = config.pluginmanager.getplugin("terminalreporter") if config is not None else None
+    if reporter is None:
+        print(message, file=sys.stderr, flush=True)
+        return
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        reporter.write("\n")  # never after a test's progress dot on the same line
+        reporter.write_line(message)
+
+
+def wait_telling(process: subprocess.Popen, message: str, after: float = 2.0) -> int:
+    """Wait for ``process`` (a build script); if it is still running after ``after`` seconds, a build (or the
+    background build it waits for) is under way: ``tell`` the message once."""
+    try:
+        return process.wait(after)
+    except subprocess.TimeoutExpired:
+        tell(message)
+        return process.wait()
 
 
 def graylane_command() -> list[str]:

@@ -3,6 +3,7 @@ with its stderr on a pseudo-terminal, as a person's shell would (the controller'
 a real kube-apiserver in tests/e2e/test_controller_progress.py)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from helpers import run_graylane, run_with_terminal_stderr
@@ -47,3 +48,19 @@ def test_render_all_steps_is_quiet_in_a_pipe_and_writes_the_same_files(tmp_path:
     assert len(written) == 9
     assert written == {p.relative_to(tmp_path / "on-terminal"): p.read_bytes()
                        for p in (tmp_path / "on-terminal").rglob("*.yaml")}
+
+
+def test_the_build_scripts_list_what_a_cold_build_would_build_without_building(tmp_path: Path) -> None:
+    """What the test session says before its background build (tests/conftest.py), from an empty cache."""
+    import subprocess
+
+    from helpers import REPO
+    env = {**os.environ, "GRAYLANE_CACHE": str(tmp_path)}
+    missing = subprocess.run(["bash", str(REPO / "tests" / "peers" / "build.sh"), "missing"], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 0, missing.stderr
+    peers = sorted(p.parent.name for p in (REPO / "tests" / "peers").glob("*/go.mod"))
+    lines = missing.stdout.splitlines()
+    assert lines[0].startswith("kube-apiserver v1.") and lines[1].startswith("etcd v3.")
+    assert sorted(lines[2:]) == [f"peer {name}" for name in peers]
+    assert missing.stderr == "" and list(tmp_path.iterdir()) == []  # nothing built, nothing written
