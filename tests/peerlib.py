@@ -27,7 +27,8 @@ def _build(name: str) -> tuple[Path | None, str]:
         build = subprocess.Popen(["bash", str(PEERS / "build.sh"), name], stdout=out, stderr=err, text=True)
         status = wait_telling(build, f"waiting for the '{name}' peer to be built from its Go module (a first, cold "
                                      "build takes minutes)")
-        out.seek(0), err.seek(0)
+        out.seek(0)
+        err.seek(0)
         stdout, stderr = out.read(), err.read()
     if status != 0:
         return None, f"building the '{name}' peer failed:\n{stderr[-4000:]}"
