@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_graylane
+import helpers
+from helpers import CACHE, run_graylane, tell
 
 SLOW_MARKERS = ("e2e", "parity", "oracle")  # in the order they run, last of all
 BUILD_ALL = Path(__file__).resolve().parent / "peers" / "build.sh"
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    helpers.PYTEST_CONFIG = config
     for marker, what in (("parity", "runs a peer's own Go code (Kruise, Argo) beside graylane"),
                          ("oracle", "runs Istio's own validation and analyzers (built from its Go module)"),
                          ("fuzz", "long property-based runs; deselected unless asked for with -m fuzz")):
@@ -41,9 +43,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if shutil.which("go") is None or os.environ.get("GRAYLANE_NO_PREBUILD"):
         return
     if any(_slowness(item) for item in session.items):
-        cache = Path(os.environ.get("GRAYLANE_CACHE", Path.home() / ".cache" / "graylane"))
-        cache.mkdir(parents=True, exist_ok=True)
-        with open(cache / "prebuild.log", "ab") as log:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        log_path = CACHE / "prebuild.log"
+        listed = subprocess.run(["bash", str(BUILD_ALL), "missing"], capture_output=True, text=True).stdout
+        missing = [line for line in listed.splitlines() if line]
+        if missing:
+            tell(f"building {', '.join(missing)} from their Go modules in the background (a cold build "
+                 f"of them all takes about 30 minutes on 2 cores; the tests that need them run last and wait; "
+                 f"log: {log_path})")
+        with open(log_path, "ab") as log:
             subprocess.Popen(["bash", str(BUILD_ALL), "all"], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                              start_new_session=True)
 

@@ -9,10 +9,12 @@ import functools
 import os
 import shutil
 import subprocess
-import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from helpers import wait_telling
 
 PEERS = Path(__file__).resolve().parent / "peers"
 
@@ -21,13 +23,16 @@ PEERS = Path(__file__).resolve().parent / "peers"
 def _build(name: str) -> tuple[Path | None, str]:
     if shutil.which("go") is None:
         return None, f"no Go toolchain to build the '{name}' peer from its Go module"
-    if sys.stderr.isatty():
-        print(f"\n[peers] building '{name}' from its Go module (the first build takes minutes)...",
-              file=sys.stderr, flush=True)
-    result = subprocess.run(["bash", str(PEERS / "build.sh"), name], capture_output=True, text=True)
-    if result.returncode != 0:
-        return None, f"building the '{name}' peer failed:\n{result.stderr[-4000:]}"
-    return Path(result.stdout.strip().splitlines()[-1]), ""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        build = subprocess.Popen(["bash", str(PEERS / "build.sh"), name], stdout=out, stderr=err, text=True)
+        status = wait_telling(build, f"waiting for the '{name}' peer to be built from its Go module (a first, cold "
+                                     "build takes minutes)")
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if status != 0:
+        return None, f"building the '{name}' peer failed:\n{stderr[-4000:]}"
+    return Path(stdout.strip().splitlines()[-1]), ""
 
 
 def peer_binary(name: str) -> Path:

@@ -111,6 +111,19 @@ def test_plan_shows_every_step_including_the_ones_that_change_no_route():
     assert (primary["stable"], primary["canary"]) == (50, 50)
 
 
+@pytest.mark.parametrize("analysis", ["t", {"templates": 5}, {"templates": "success-rate"}])
+def test_an_analysis_step_of_any_shape_is_described_without_a_crash(tmp_path: Path, analysis):
+    """Found by the fuzz suite: ``analysis: t`` crashed the step description (validate, plan)."""
+    rollout = yaml.safe_load((ARGO / "header-mirror" / "rollout.yaml").read_text())
+    rollout["spec"]["strategy"]["canary"]["steps"][5] = {"analysis": analysis}
+    (tmp_path / "rollout.yaml").write_text(yaml.safe_dump(rollout))
+    inputs = ["-f", str(tmp_path / "rollout.yaml"), "-f", str(ARGO / "header-mirror" / "virtualservice.yaml")]
+    result = run_graylane("plan", *inputs, "-o", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[5]["description"] == "analysis (no traffic change) (weight 50%)"
+    assert "Traceback" not in run_graylane("validate", *inputs).stderr
+
+
 def test_route_without_canary_is_refused_with_argos_reason(tmp_path: Path):
     text = (ARGO / "host-level" / "virtualservice.yaml").read_text().replace("host: canary-svc", "host: other-svc")
     (tmp_path / "vs.yaml").write_text(text)

@@ -71,18 +71,22 @@ def _write_all_steps(documents: list[Document], engine, output_dir: str, check) 
     import re
     import shutil
     from pathlib import Path
+    from engine.progress import Progress
     from engine.routing.steps import render_all_steps, step_files
-    files = step_files(render_all_steps(documents, engine, check))
+    with Progress("rendering steps") as progress:
+        files = step_files(render_all_steps(documents, engine, check, progress.advance))
     root = Path(output_dir)
     if root.exists() and not root.is_dir():
         raise InvalidInputError(f"--output-dir {output_dir}: not a directory")
     for old in sorted(root.glob("step-*")) if root.exists() else []:
         if old.is_dir() and re.fullmatch(r"step-\d+", old.name):
             shutil.rmtree(old)
-    for relative, text in files.items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+    with Progress("writing objects", len(files)) as progress:
+        for relative, text in files.items():
+            path = root / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            progress.advance(relative)
     steps = {relative.split("/", 1)[0] for relative in files}
     print(f"wrote {len(files)} object(s) in {len(steps)} step folder(s) under {output_dir}", file=sys.stderr)
     return 0

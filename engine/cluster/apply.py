@@ -192,6 +192,11 @@ class Applier:
         other writers' edits are folded in, and graylane's additions are recognised even without the
         annotation, so nothing is applied twice."""
         stored, is_stored = _original_or_error(target, live)
+        if target.routing.argo is not None:
+            # Argo Rollouts' changes (weights on the routes it names, its managed routes, subset hash labels)
+            # have no shape fold_original knows: the stored original is what apply ran from and what restore
+            # gives back.
+            return stored, None
         scripted = self._run(target, stored) if is_stored and self.engine is not None else None
         folded = fold_original(live, stored if is_stored else None, target.stable_service, target.canary_service,
                                scripted)

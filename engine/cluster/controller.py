@@ -46,6 +46,7 @@ import yaml
 from engine import inputs
 from engine.documents import Document
 from engine.errors import ClusterError, GraylaneError, InvalidInputError
+from engine.progress import Progress
 from engine.routing.render import Engine
 from engine.lua.scripts import ScriptLibrary, builtin_layer, configmap_layer, directory_layer, lua_path_from_env
 from engine.routing.strategy import TrafficStrategy, plan
@@ -139,6 +140,7 @@ class Controller:
         self._informers: dict[tuple[str, str], CachedInformer] = {}  # (group, kind) -> its informer
         self._tr_informer: Optional[CachedInformer] = None
         self._workers: list[threading.Thread] = []
+        self._attempted: Optional[set[Key]] = set()  # reconciled at least once, until the initial sync is shown
         self.sandbox = inputs.sandbox(options.timeout, options.max_memory)
         self.engine = Engine(self._library(None), self.sandbox)
         self._scripts_data: Optional[dict] = None
@@ -193,7 +195,33 @@ class Controller:
                                          self._on_traffic_routing, label_selector=self.options.selector,
                                          stopping=self.stopping)
         threading.Thread(target=self._resync_loop, name="resync", daemon=True).start()
+        progress = Progress("syncing TrafficRoutings")
+        if progress.enabled:
+            threading.Thread(target=self._show_initial_sync, args=(progress,), name="initial-sync",
+                             daemon=True).start()
+        else:
+            with self._lock:
+                self._attempted = None
         self.started.set()
+
+    def _show_initial_sync(self, progress: Progress) -> None:
+        """For a person at a terminal: how many of the TrafficRoutings in the informer's first list have had
+        their first reconcile (done, or failed and queued for a retry)."""
+        informer = self._tr_informer
+        while not informer.synced.wait(0.5):
+            if self.stopping.is_set():
+                return
+        listed = {(_meta(body).get("namespace"), _meta(body).get("name")) for body in informer.cache.list()}
+        progress.total = len(listed)
+        with progress:
+            while True:
+                with self._lock:
+                    synced = len(listed & self._attempted)
+                progress.advance(count=synced - progress.done)
+                if synced == len(listed) or self.stopping.wait(0.2):
+                    break
+        with self._lock:
+            self._attempted = None
 
     def _configmap_informer(self, namespace: str, name: str) -> None:
         from kubernetes.informer import SharedInformer
@@ -370,6 +398,9 @@ class Controller:
                 done, problem = False, str(exc)
             except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker: one line, then retry
                 done, problem = False, f"unexpected {type(exc).__name__}: {exc} ({_where(exc)})"
+            with self._lock:
+                if self._attempted is not None:
+                    self._attempted.add(key)
             try:
                 if done:
                     self.queue.forget(key)

@@ -1,7 +1,8 @@
 """Where traffic-routing scripts come from, and which one wins.
 
 Keys follow Kruise: ``<group>/<Kind>`` for custom network resources (core group: just ``<Kind>``) and
-``trafficrouting_ingress/<classType>`` for ingress-annotation scripts. Layers are searched in order:
+``trafficrouting_ingress/<classType>`` for ingress-annotation scripts; in a ConfigMap
+``lua.traffic.routing.<Kind>.<group>`` (core group: ``<Kind>.v1``, see ``configmap_key``). Layers are searched in order:
 user directories, then a ConfigMap, then the built-in tree. Unlike Kruise (where the built-in script
 wins, so users cannot change e.g. the gray pod label), a user script replaces a built-in one on purpose.
 """
@@ -35,12 +36,19 @@ def ingress_key(class_type: str) -> str:
     return f"{INGRESS_DIR}/{class_type}"
 
 
+# Kruise takes the "group" of a ConfigMap key as the apiVersion's first path segment
+# (customNetworkProvider.getLuaScript: ``strings.Split(ref.APIVersion, "/")[0]``), which for the core group's
+# ``v1`` is the version: a Service's script is under ``lua.traffic.routing.Service.v1``.
+CORE_GROUP_IN_CONFIGMAP = "v1"
+
+
 def configmap_key(key: str) -> str:
-    """Kruise's ConfigMap data key: ``lua.traffic.routing.<Kind>.<group>`` (ingress: ``ingress.<class>``)."""
+    """Kruise's ConfigMap data key: ``lua.traffic.routing.<Kind>.<group>`` (core group: ``<Kind>.v1``, as
+    Kruise looks it up; ingress: ``ingress.<class>``)."""
     if key.startswith(INGRESS_DIR + "/"):
         return f"{CONFIGMAP_PREFIX}ingress.{key.split('/', 1)[1]}"
     group, _, kind = key.rpartition("/")
-    return f"{CONFIGMAP_PREFIX}{kind}.{group}" if group else f"{CONFIGMAP_PREFIX}{kind}"
+    return f"{CONFIGMAP_PREFIX}{kind}.{group or CORE_GROUP_IN_CONFIGMAP}"
 
 
 def _relative_path(key: str) -> str:
@@ -174,6 +182,7 @@ def configmap_documents_layer(documents: list[Any], source: str) -> ScriptLayer:
         data = document.get("data") or {}
         if not isinstance(data, dict):
             raise InvalidInputError("must be a map of strings", source=source, document=index, field="data")
+        data_keys: dict[str, str] = {}
         for data_key, value in data.items():
             key = _key_from_configmap(str(data_key))
             if key is None:
@@ -181,6 +190,11 @@ def configmap_documents_layer(documents: list[Any], source: str) -> ScriptLayer:
             if not isinstance(value, str):
                 raise InvalidInputError("script must be a string", source=source, document=index,
                                         field=f"data.{data_key}")
+            if key in data_keys:  # Kruise's core-group key and graylane's old one for the same kind
+                raise InvalidInputError(f"{data_keys[key]} and {data_key} are both the script for {key}; keep "
+                                        f"{configmap_key(key)}", source=source, document=index,
+                                        field=f"data.{data_key}")
+            data_keys[key] = str(data_key)
             scripts[key] = Script(key, value, f"{source} (ConfigMap key {data_key})")
     return ScriptLayer(f"ConfigMap {source}", scripts, where=f"ConfigMap {source} key {{cm_key}}")
 
@@ -192,7 +206,8 @@ def _key_from_configmap(data_key: str) -> Optional[str]:
     kind, _, group = rest.partition(".")
     if kind == "ingress" and group:
         return ingress_key(group)
-    return f"{group}/{kind}" if group else kind
+    # ``<Kind>.v1`` is Kruise's key for a core-group kind; a bare ``<Kind>`` is graylane's older form of it.
+    return f"{group}/{kind}" if group and group != CORE_GROUP_IN_CONFIGMAP else kind
 
 
 def lua_path_from_env() -> list[str]:

@@ -7,7 +7,7 @@ step (as it is once finished), and a TrafficRouting, which has no steps, is the 
 from __future__ import annotations
 
 from pathlib import PurePosixPath
-from typing import Optional
+from typing import Callable, Optional
 
 from engine.documents import Document, dump_yaml
 from engine.routing.render import Engine, OutputCheck, Rendered, render
@@ -15,9 +15,9 @@ from engine.routing.strategy import NO_ROUTING, is_routing_document, step_count
 from engine.errors import InvalidInputError
 
 
-def render_all_steps(documents: list[Document], engine: Engine,
-                     check: Optional[OutputCheck] = None) -> list[list[Rendered]]:
-    """``result[N-1]``: every rendered object at step N."""
+def render_all_steps(documents: list[Document], engine: Engine, check: Optional[OutputCheck] = None,
+                     progress: Optional[Callable[[str], None]] = None) -> list[list[Rendered]]:
+    """``result[N-1]``: every rendered object at step N; ``progress`` is told each step rendered (for people)."""
     routings = [d for d in documents if is_routing_document(d)]
     others = [d for d in documents if not is_routing_document(d)]
     if not routings:
@@ -29,6 +29,8 @@ def render_all_steps(documents: list[Document], engine: Engine,
         for number in range(1, total + 1):
             chosen = min(number, count) if count else None
             steps[number - 1].extend(render([routing, *others], engine, chosen, check))
+            if progress:
+                progress(f"{routing.describe()} step {number}/{total}")
     return steps
 
 

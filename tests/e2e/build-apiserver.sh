@@ -7,6 +7,7 @@
 # live in the cache dir; nothing here touches the repository.
 #
 # stdout: two lines "KUBE_APISERVER=<path>" and "ETCD=<path>" on success; build chatter on stderr.
+# With --missing: builds nothing, prints what a run would build (one "<name> <version>" a line).
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.34.10}"
@@ -19,6 +20,11 @@ ETCD="$BIN/etcd-$ETCD_VERSION"
 report() { echo "KUBE_APISERVER=$APISERVER"; echo "ETCD=$ETCD"; }
 log() { echo "[build-apiserver $(date +%T)] $*" >&2; }
 
+if [[ "${1:-}" == "--missing" ]]; then
+  [[ -x "$APISERVER" ]] || echo "kube-apiserver $K8S_VERSION"
+  [[ -x "$ETCD" ]] || echo "etcd $ETCD_VERSION"
+  exit 0
+fi
 if [[ -x "$APISERVER" && -x "$ETCD" ]]; then report; exit 0; fi
 
 mkdir -p "$BIN"

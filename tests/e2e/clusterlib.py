@@ -296,6 +296,22 @@ def network_objects(kube: Kube, namespace: str, *files: str) -> dict:
     return created
 
 
+def numbered(kube, namespace: str, count: int) -> list[str]:
+    """``count`` copies of the mocka sample (vs-mocka-N, dr-mocka-N, TrafficRouting mocka-tr-N); their names."""
+    names = []
+    for index in range(count):
+        for body in load(FULLLINK / "mocka.yaml", namespace, NETWORK):
+            body["metadata"]["name"] += f"-{index}"
+            kube.create(body)
+        body = routing(namespace)
+        body["metadata"]["name"] = f"mocka-tr-{index}"
+        for ref in body["spec"]["objectRef"][0]["customNetworkRefs"]:
+            ref["name"] += f"-{index}"
+        kube.create(body)
+        names.append(body["metadata"]["name"])
+    return names
+
+
 def routing(namespace: str, name: str = "mocka-tr") -> dict:
     return next(d for d in load(FULLLINK / "trafficrouting.yaml", namespace) if d["metadata"]["name"] == name)
 

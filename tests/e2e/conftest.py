@@ -20,6 +20,7 @@ sys.path.insert(
     0, str(Path(__file__).resolve().parent)
 )  # importable with or without __init__.py
 import clusterlib
+import helpers
 import kubeenv
 
 
@@ -39,7 +40,7 @@ def kube_env() -> Iterator[kubeenv.KubeEnv]:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     try:
-        env = kubeenv.start()
+        env = kubeenv.start(tell=helpers.tell)
     except Exception as exc:  # noqa: BLE001 - report any start-up failure as a test failure
         pytest.fail(f"kube env did not start: {exc}", pytrace=False)
     try:

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,19 +65,29 @@ def _tail(path: Path, lines: int = 40) -> str:
         return f"<no log at {path}>"
 
 
-def build_binaries(log: Path | None = None) -> tuple[Path, Path]:
-    """Return (kube-apiserver, etcd) paths, building them once into the cache dir."""
+def _tell_terminal(message: str) -> None:
+    if sys.stderr.isatty():
+        print(message, file=sys.stderr, flush=True)
+
+
+def build_binaries(log: Path | None = None, tell: Callable[[str], None] = _tell_terminal) -> tuple[Path, Path]:
+    """Return (kube-apiserver, etcd) paths, building them once into the cache dir. A build that takes more
+    than a moment is ``tell``-ed to the person waiting (by default on stderr when it is a terminal)."""
     log = log or CACHE / "build.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as err:
-        proc = subprocess.run(
-            ["bash", str(BUILD_SCRIPT)],
-            check=False,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-        )
-    paths = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    with log.open("w") as err, tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(["bash", str(BUILD_SCRIPT)], stdout=out, stderr=err, text=True)
+        try:
+            proc.wait(2.0)
+        except subprocess.TimeoutExpired:
+            missing = subprocess.run(["bash", str(BUILD_SCRIPT), "--missing"], capture_output=True,
+                                     text=True).stdout.strip().replace("\n", " and ")
+            tell(f"waiting for {missing or 'kube-apiserver and etcd'} to be built from their Go modules (a first, "
+                 f"cold build takes about 12 minutes on 2 cores; log: {log})")
+            proc.wait()
+        out.seek(0)
+        stdout = out.read()
+    paths = dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
     if proc.returncode != 0 or not {"KUBE_APISERVER", "ETCD"} <= paths.keys():
         raise KubeEnvError(
             f"build-apiserver.sh failed (rc={proc.returncode}); {log} tail:\n{_tail(log)}"
@@ -335,10 +345,11 @@ def start(
     timeout: float = 120.0,
     extra_apiserver_args: list[str] | None = None,
     audit_policy: dict[str, Any] | None = None,
+    tell: Callable[[str], None] = _tell_terminal,
 ) -> KubeEnv:
     """Build (if needed) and start etcd + kube-apiserver on free loopback ports, install CRDs. The audit log
     records ``audit_policy`` (default AUDIT_POLICY: writes to graylane's kinds and Leases)."""
-    apiserver_bin, etcd_bin = build_binaries()
+    apiserver_bin, etcd_bin = build_binaries(tell=tell)
     t0 = time.monotonic()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="graylane-kube-"))
     certs = workdir / "certs"

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from clusterlib import (DEPLOY, FULLLINK, NETWORK, ORIGINAL, TR_API, Partition, create_all, has_canary_rule, load,
-                        network_objects, phase, round_trip, routing, service_account_kubeconfig, start_as_deployed,
-                        stopped_cleanly, tr, wait_for, writes_by)
+                        network_objects, numbered, phase, round_trip, routing, service_account_kubeconfig,
+                        start_as_deployed, stopped_cleanly, tr, wait_for, writes_by)
 
 pytestmark = pytest.mark.e2e
 
@@ -21,22 +21,6 @@ def lease(kube, namespace: str):
         return client.CoordinationV1Api(kube.api).read_namespaced_lease("graylane-controller", namespace).spec
     except client.exceptions.ApiException:
         return None
-
-
-def numbered(kube, namespace: str, count: int) -> list[str]:
-    """``count`` copies of the mocka sample (vs-mocka-N, dr-mocka-N, TrafficRouting mocka-tr-N); their names."""
-    names = []
-    for index in range(count):
-        for body in load(FULLLINK / "mocka.yaml", namespace, NETWORK):
-            body["metadata"]["name"] += f"-{index}"
-            kube.create(body)
-        body = routing(namespace)
-        body["metadata"]["name"] = f"mocka-tr-{index}"
-        for ref in body["spec"]["objectRef"][0]["customNetworkRefs"]:
-            ref["name"] += f"-{index}"
-        kube.create(body)
-        names.append(body["metadata"]["name"])
-    return names
 
 
 def set_header(value: str):

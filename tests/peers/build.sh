@@ -7,21 +7,35 @@
 # build is reused at once. Every Go compile holds $GRAYLANE_CACHE/build.lock (one build at a time on a small
 # machine; tests that need a binary wait on it), and all builds share Go's module and build caches.
 #
-# stdout: the binary's path; build chatter on stderr.
+# stdout: the binary's path; build chatter on stderr. `build.sh missing` builds nothing and prints what
+# `build.sh all` would build, one a line (the test session says so before it starts the background build).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 CACHE="${GRAYLANE_CACHE:-$HOME/.cache/graylane}"
 BIN="$CACHE/bin"
 log() { echo "[build $(date +%T)] $*" >&2; }
+peers() { for name in kruise argo istio $(ls "$here"); do echo "$name"; done | awk '!seen[$0]++'; }
+binary() {  # the path peer $1 is built to: its name and a hash of its sources
+  local hash
+  hash="$(cd "$here/$1" && cat go.mod go.sum $(find . -name '*.go' | LC_ALL=C sort) 2>/dev/null | sha256sum | cut -c1-12)"
+  echo "$BIN/$1-$hash"
+}
+
+if [[ "${1:-}" == "missing" ]]; then
+  bash "$here/../e2e/build-apiserver.sh" --missing
+  for name in $(peers); do
+    [[ -f "$here/$name/go.mod" && ! -x "$(binary "$name")" ]] && echo "peer $name"
+  done
+  exit 0
+fi
 
 if [[ "${1:-}" == "all" ]]; then
   # In the order the tests need them (e2e, parity, oracle: the largest, Istio, last), then any other peer; a
   # failure is reported and left to the test that needs it.
   bash "$here/../e2e/build-apiserver.sh" >/dev/null || log "kube-apiserver/etcd build failed"
-  for name in kruise argo istio $(ls "$here"); do
-    [[ -f "$here/$name/go.mod" && " ${built:-} " != *" $name "* ]] || continue
-    built="${built:-} $name"
+  for name in $(peers); do
+    [[ -f "$here/$name/go.mod" ]] || continue
     bash "$0" "$name" >/dev/null || log "$name build failed"
   done
   exit 0
@@ -30,8 +44,7 @@ fi
 name="${1:?usage: build.sh <peer name>|all}"
 src="$here/$name"
 [[ -f "$src/go.mod" ]] || { log "no Go module in $src"; exit 2; }
-hash="$(cd "$src" && cat go.mod go.sum $(find . -name '*.go' | LC_ALL=C sort) 2>/dev/null | sha256sum | cut -c1-12)"
-out="$BIN/$name-$hash"
+out="$(binary "$name")"
 if [[ -x "$out" ]]; then echo "$out"; exit 0; fi
 
 mkdir -p "$BIN"

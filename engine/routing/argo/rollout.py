@@ -130,8 +130,10 @@ def describe_step(action: str, body: dict) -> str:
         percentage = value.get("percentage", 100)
         return f"setMirrorRoute {name}: mirror {percentage}% of " + " or ".join(conditions) + " to canary"
     if action == "analysis":
-        templates = [t.get("templateName") for t in (value or {}).get("templates") or [] if isinstance(t, dict)]
-        return "analysis " + ",".join(str(t) for t in templates) + " (no traffic change)"
+        listed = value.get("templates") if isinstance(value, dict) else None
+        templates = [t.get("templateName") for t in listed if isinstance(t, dict)] if isinstance(listed, list) else []
+        names = ",".join(str(t) for t in templates)
+        return f"analysis {names} (no traffic change)" if names else "analysis (no traffic change)"
     if action == "experiment":
         return "experiment (no traffic change)"
     if action == "setCanaryScale":

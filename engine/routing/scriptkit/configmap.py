@@ -2,7 +2,8 @@
 
 Kruise Rollouts looks a custom network script up in the ConfigMap ``kruise-rollout-configuration`` in its
 own namespace (``POD_NAMESPACE``, by default ``kruise-rollout``), under the key
-``lua.traffic.routing.<Kind>.<group>``; ingress scripts under ``lua.traffic.routing.ingress.<classType>``
+``lua.traffic.routing.<Kind>.<group>`` (core group: ``<Kind>.v1``, Kruise's group being the apiVersion's first
+segment); ingress scripts under ``lua.traffic.routing.ingress.<classType>``
 (pkg/util/configuration/configuration.go and customNetworkProvider in openkruise/rollouts). graylane's
 ``--lua-configmap`` reads the same keys, so a packaged tree renders exactly as the directory did.
 """

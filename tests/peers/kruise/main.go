@@ -11,6 +11,8 @@
 //	"rollout": {rollouts.kruise.io/v1beta1 or v1alpha1 Rollout}, "step": N (1-based, default 1)}
 //	"script": "..." (optional: the Lua used when Kruise ships none for the object's group/Kind; it is
 //	            served from the kruise-rollout-configuration ConfigMap as Kruise reads it)
+//	"configMap": {key: value} (optional, instead of "script": the ConfigMap's data exactly as given, so a
+//	            test sees which key Kruise's own lookup finds)
 //
 // Mode "ensure" runs the provider's EnsureRoutes against a controller-runtime fake client holding the
 // object (storing the original, running the script in a fresh Lua state, updating the object) and returns
@@ -63,6 +65,7 @@ type peerCase struct {
 	Rollout        json.RawMessage        `json:"rollout,omitempty"`
 	Step           int                    `json:"step,omitempty"`
 	Script         string                 `json:"script,omitempty"`
+	ConfigMap      map[string]string      `json:"configMap,omitempty"`
 }
 
 type result struct {
@@ -184,12 +187,16 @@ func ensure(c peerCase) result {
 	_ = clientgoscheme.AddToScheme(scheme)
 	builder := fake.NewClientBuilder().WithScheme(scheme).WithObjects(obj.DeepCopy())
 	gv := strings.Split(obj.GetAPIVersion(), "/")[0]
+	data := c.ConfigMap
 	if c.Script != "" {
+		data = map[string]string{
+			fmt.Sprintf("%s.%s.%s", configuration.LuaTrafficRoutingCustomTypePrefix, obj.GetKind(), gv): c.Script,
+		}
+	}
+	if data != nil {
 		builder = builder.WithObjects(&corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{Namespace: util.GetRolloutNamespace(), Name: custom.LuaConfigMap},
-			Data: map[string]string{
-				fmt.Sprintf("%s.%s.%s", configuration.LuaTrafficRoutingCustomTypePrefix, obj.GetKind(), gv): c.Script,
-			},
+			Data:       data,
 		})
 	}
 	cli := builder.Build()
