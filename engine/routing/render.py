@@ -179,7 +179,7 @@ def render_object(document: Document, strategy: TrafficStrategy, stable_service:
         raise document.error(str(exc), f"metadata.annotations[{ORIGINAL_ANNOTATION}]") from None
     key = resource_key(document.api_version, document.kind)
     try:
-        result = engine.run_network_script(key, copy.deepcopy(original), strategy, stable_service, canary_service)
+        result = engine.run_network_script(key, original, strategy, stable_service, canary_service)
     except ScriptError as error:
         raise error.about(describe_input(document), describe_routing(routing))
     body = apply_result(document.body, result.spec, result.labels, result.annotations, encode_original(original))

@@ -6,6 +6,7 @@ what is shown is what a script gets, and it works before the script exists.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -34,7 +35,7 @@ class InputRecorder(Engine):
                            stable_service: str, canary_service: str) -> OriginalState:
         self.recorded.append(_Recorded(key, build_script_input(original, strategy, stable_service,
                                                                canary_service)))
-        return original
+        return copy.deepcopy(original)  # render puts it in its output; the recorded input keeps its own
 
     def run_ingress_script(self, class_type: str, annotations: dict, strategy: TrafficStrategy,
                            canary_service: str) -> dict:
