@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable, Iterator, Optional
-
-from jsonschema import ValidationError
-from jsonschema.exceptions import best_match
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 from engine.checks.analyzers import CODES, ERROR, Finding, admission, analyze, describe, finding, path_of
 from engine.checks.analyzers.istio import is_virtual_service, route_weights, string_matches
@@ -18,6 +15,9 @@ from engine.checks.analyzers.rendered import request_failures
 from engine.documents import Document
 from engine.errors import ValidationFailed
 from engine.checks.schemas import fast_validator_for, schema_for, validator_for
+
+if TYPE_CHECKING:  # jsonschema is imported only to explain an invalid document (see schema_findings)
+    from jsonschema import ValidationError
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number",
                type(None): "null"}
@@ -70,6 +70,8 @@ def explain(error: ValidationError) -> Iterator[tuple[str, str]]:
             return
         if error.context:
             if isinstance(instance, (dict, list)):
+                from jsonschema.exceptions import best_match
+
                 yield from explain(best_match(error.context))
                 return
             reasons = list(dict.fromkeys(message for sub in error.context for _p, message in explain(sub)))

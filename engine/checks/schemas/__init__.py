@@ -32,9 +32,10 @@ import copy
 import json
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from jsonschema import Draft202012Validator
+if TYPE_CHECKING:  # imported where a validator is built: a valid document never needs it (fast_validator_for)
+    from jsonschema import Draft202012Validator
 
 __all__ = [
     "SCHEMA_NAMES",
@@ -125,6 +126,8 @@ def load_schema(name: str) -> dict[str, Any]:
 @lru_cache(maxsize=None)
 def validator_for(name: str) -> Draft202012Validator:
     """A :class:`jsonschema.Draft202012Validator` for schema ``name``, built once and reused."""
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(_load(name))
 
 
