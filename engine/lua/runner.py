@@ -49,6 +49,7 @@ class LuaState:
         self.runtime = self.lua.LuaRuntime(register_eval=False, register_builtins=False,
                                            unpack_returned_tuples=True, attribute_filter=_no_attributes,
                                            max_memory=0)
+        _check_memory_cap(self.runtime, self.lua)
         host = self.runtime.execute(prelude or host_source())
         self._run, self._compile = host["run"], host["compile"]
         host["set_clock"](time.monotonic)
@@ -99,6 +100,19 @@ class LuaState:
         if not ok:
             self._collect()
         return ok, detail, line, message, printed, lines, frames
+
+
+def _check_memory_cap(runtime: Any, module: Any) -> None:
+    """The per-run memory limit relies on lupa capping the state's allocator; some lupa builds cannot for
+    LuaJIT (they fall back to LuaJIT's own allocator). Refuse to run rather than run without the limit."""
+    runtime.set_max_memory(runtime.get_memory_used() + 256 * 1024, total=True)
+    try:
+        runtime.execute("local s = string.rep('x', 1048576)")
+    except (module.LuaMemoryError, module.LuaError, MemoryError):
+        return
+    finally:
+        runtime.set_max_memory(0)
+    raise RuntimeError(f"{module.__name__} cannot cap the Lua allocator: install lupa>=2.8")
 
 
 def _frames(flat: Any) -> list[tuple[int, str]]:
