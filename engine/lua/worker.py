@@ -25,6 +25,7 @@ from typing import Any, Optional
 from engine.lua.runner import LuaState, host_source
 
 _HEADER = struct.Struct("!I")
+FIRST_READ = 1 << 16
 _PR_SET_PDEATHSIG = 1
 # Room above the Lua limit for the worker's own Python work (decoding requests, encoding replies).
 ADDRESS_SPACE_HEADROOM = 256 * 1024 * 1024
@@ -45,24 +46,31 @@ def _write_frame(fd: int, payload: bytes) -> None:
         data = data[written:]
 
 
-def _read_exact(fd: int, size: int, deadline: Optional[float]) -> bytes:
-    chunks, remaining = [], size
-    while remaining:
+def _read_exact(fd: int, size: int, deadline: Optional[float], up_to: int = 0) -> bytes:
+    """At least ``size`` bytes, and at most ``up_to`` when that is larger."""
+    chunks, got, limit = [], 0, max(size, up_to)
+    while got < size:
         if deadline is not None:
             wait = deadline - time.monotonic()
             if wait <= 0 or not select.select([fd], [], [], wait)[0]:
                 raise TimeoutError
-        chunk = os.read(fd, min(remaining, 1 << 20))
+        chunk = os.read(fd, min(limit - got, 1 << 20))
         if not chunk:
             raise EOFError
         chunks.append(chunk)
-        remaining -= len(chunk)
+        got += len(chunk)
     return b"".join(chunks)
 
 
 def _read_frame(fd: int, deadline: Optional[float] = None) -> bytes:
-    (size,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline))
-    return _read_exact(fd, size, deadline)
+    """One frame. The first read takes the header and, for most frames, the whole payload: one request and
+    one reply at a time, so nothing beyond this frame can be in the pipe."""
+    first = _read_exact(fd, _HEADER.size, deadline, up_to=FIRST_READ)
+    (size,) = _HEADER.unpack_from(first)
+    payload = first[_HEADER.size:]
+    if len(payload) < size:
+        payload += _read_exact(fd, size - len(payload), deadline)
+    return payload
 
 
 class Worker:
