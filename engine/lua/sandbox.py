@@ -110,25 +110,28 @@ class LuaSandbox:
         return compiled
 
     def run(self, script: Script, obj: Any, printer: Optional[Callable[[str], None]] = None,
-            lines: Optional[set[int]] = None) -> RunResult:
+            lines: Optional[set[int]] = None, meanwhile: Optional[Callable[[], None]] = None) -> RunResult:
         """Run ``script`` with global ``obj``; returns the script's table as plain Python data.
 
         ``lines``: when given, the line numbers the script's own chunk executed are added to it (also when
         the run fails; not when its worker had to be killed), for ``graylane test --coverage``. Such runs
         are made on PUC Lua 5.1, whose bytecode tells which lines can run (engine/lua/coverage.py): LuaJIT
-        reports the lines of a multi-line table constructor differently.
+        reports the lines of a multi-line table constructor differently. ``meanwhile``: the caller's own
+        work, done while the worker process runs the script (on another core), else after the run.
         """
         if lines is not None and self.runtime_name != COVERAGE_RUNTIME:
-            return self._coverage_sandbox().run(script, obj, printer, lines)
+            return self._coverage_sandbox().run(script, obj, printer, lines, meanwhile)
         compiled = self.compile(script)
         tokens = to_tokens(obj)
         coverage = lines is not None
         with self._lock:
             if self._state is not None:
                 result = self._state.run(compiled.key, tokens, self.timeout, self.max_memory, coverage)
+                if meanwhile is not None:
+                    meanwhile()
             else:
                 reply = self._call(("run", compiled.key, script.source, "@" + script.origin, tokens,
-                                    self.timeout, self.max_memory, coverage), script)
+                                    self.timeout, self.max_memory, coverage), script, meanwhile)
                 if reply[0] != "ran":
                     raise _script_error(script, str(reply[1]), "syntax")
                 result = reply[1:]
@@ -156,12 +159,12 @@ class LuaSandbox:
             self._coverage = LuaSandbox(self.timeout, self.max_memory, COVERAGE_RUNTIME, self.isolation)
         return self._coverage
 
-    def _call(self, request: tuple, script: Script) -> tuple:
+    def _call(self, request: tuple, script: Script, meanwhile: Optional[Callable[[], None]] = None) -> tuple:
         """One request to the worker; a missed deadline or a dead worker becomes the script's error."""
         assert self._worker is not None
         deadline = time.monotonic() + self.timeout + grace(self.timeout)
         try:
-            reply = self._worker.call(request, deadline)
+            reply = self._worker.call(request, deadline, meanwhile)
         except WorkerGone as gone:
             if gone.timed_out:
                 raise ScriptError(script.origin, f"exceeded the time limit of {self.timeout:g}s "

@@ -21,7 +21,7 @@ import signal
 import struct
 import sys
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from engine.lua.runner import LuaState, host_source
 
@@ -108,13 +108,25 @@ class Worker:
         self.pid, self._to_worker, self._from_worker = pid, request_write, reply_read
         self.generation += 1
 
-    def call(self, request: tuple, deadline: Optional[float]) -> Any:
-        """Send a request; its reply, or WorkerGone when the worker died or missed the deadline."""
+    def call(self, request: tuple, deadline: Optional[float],
+             meanwhile: Optional[Callable[[], None]] = None) -> Any:
+        """Send a request; its reply, or WorkerGone when the worker died or missed the deadline.
+
+        ``meanwhile``: the caller's own work, done while the worker runs (the deadline counts it too)."""
         if self.pid is None:
             self._start()
+        self._guarded(lambda: _write_frame(self._to_worker, marshal.dumps(request)))
+        if meanwhile is not None:
+            try:
+                meanwhile()
+            except BaseException:  # the reply will not be read: this worker is out of step
+                self.stop()
+                raise
+        return self._guarded(lambda: marshal.loads(_read_frame(self._from_worker, deadline)))
+
+    def _guarded(self, action: Callable[[], Any]) -> Any:
         try:
-            _write_frame(self._to_worker, marshal.dumps(request))
-            return marshal.loads(_read_frame(self._from_worker, deadline))
+            return action()
         except TimeoutError:
             self.stop()
             raise WorkerGone(timed_out=True) from None
