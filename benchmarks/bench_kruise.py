@@ -1,17 +1,20 @@
 """Render cost side by side with Kruise's own Go path, and with copy.deepcopy, in one run.
 
-Run: python benchmarks/bench_kruise.py   (prints a table; nothing is asserted: speed is measured, not tested)
+Run: python benchmarks/bench_kruise.py [--quick]   (prints a table; nothing is asserted: speed is measured, not tested)
 
 Kruise's figure comes from the Kruise peer (tests/peers/kruise/, built from the github.com/openkruise/rollouts
 module): per call it decodes the stored original, builds obj, opens a fresh gopher-lua state, parses and runs
 the script and converts the result back, as its custom network provider does on every reconcile. graylane's
 figure is one render_object of the same VirtualService with the same script (Kruise's VirtualService
-script), from the document to the rendered object; "built-in" is the same with graylane's own script. Each
-figure is the median of three timed loops. Without Go the benchmark says so and stops.
+script), from the document to the rendered object; "built-in" is the same with graylane's own script;
+"+ check" adds the output check ``graylane render`` runs on the result. Each figure is the median of three
+timed loops. Without Go the benchmark says so and stops.
 """
 from __future__ import annotations
 
+import argparse
 import copy
+import os
 import shutil
 import statistics
 import subprocess
@@ -26,6 +29,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from bench_render import large_spec, typical_spec  # noqa: E402
 from kruisepeer import kruise_module_dir, peer_case, run_peer  # noqa: E402
 
+from engine.checks.validate import check_rendered  # noqa: E402
 from engine.documents import Document  # noqa: E402
 from engine.lua.sandbox import LuaSandbox  # noqa: E402
 from engine.lua.scripts import ScriptLibrary, builtin_layer, directory_layer  # noqa: E402
@@ -79,14 +83,19 @@ def peer_binary() -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
-def graylane_per_call(engine: Engine, network: dict, routing_body: dict, calls: int) -> float:
+def graylane_per_call(engine: Engine, network: dict, routing_body: dict, calls: int,
+                      checked: bool = False) -> float:
+    """One render_object; ``checked``: and the output check ``graylane render`` runs on its result."""
     document = Document(network, "vs.yaml", 1)
     routing = plan(Document(routing_body, "rollout.yaml", 1), 1)
     target = routing.targets[0]
 
     def once():
-        return render_object(document, routing.strategy, target.stable_service, target.canary_service, engine,
-                             routing)
+        rendered = render_object(document, routing.strategy, target.stable_service, target.canary_service, engine,
+                                 routing)
+        if checked:
+            check_rendered(document, rendered.body, None, force=True)
+        return rendered
     once()  # compile the script once, as a long-running graylane does
     return median_per_call(once, calls)
 
@@ -99,12 +108,16 @@ def deepcopy_per_call(network: dict, routing_body: dict, calls: int) -> float:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer calls per loop (a rough figure)")
+    quick = parser.parse_args().quick
     binary = peer_binary()
     kruise_engine = Engine(ScriptLibrary([directory_layer(str(kruise_module_dir() / "lua_configuration"))]),
                            LuaSandbox(timeout=10))
     builtin_engine = Engine(ScriptLibrary([builtin_layer()]), LuaSandbox(timeout=10))
     rows = []
     for name, network, routing_body, calls in CASES:
+        calls = max(2, calls // 8) if quick else calls
         kruise_runs = [run_peer(binary, [peer_case("c", routing_body, network)], mode="time",
                                 iterations=calls)["c"] for _ in range(REPEATS)]
         if any(run.get("error") for run in kruise_runs):
@@ -112,16 +125,20 @@ def main() -> int:
         kruise = statistics.median(run["nsPerCall"] for run in kruise_runs) / 1e9
         graylane = graylane_per_call(kruise_engine, network, routing_body, calls)
         builtin = graylane_per_call(builtin_engine, network, routing_body, calls)
+        checked = graylane_per_call(kruise_engine, network, routing_body, max(2, calls // 2), checked=True)
         deepcopy = deepcopy_per_call(network, routing_body, calls * 5)
-        rows.append((name, kruise, graylane, builtin, deepcopy))
+        rows.append((name, kruise, graylane, builtin, checked, deepcopy))
 
-    print(f"{'input':22} {'Kruise Go µs':>13} {'graylane µs':>12} {'built-in µs':>12} {'deepcopy µs':>12} "
-          f"{'graylane÷Kruise':>16} {'graylane÷deepcopy':>18}")
-    for name, kruise, graylane, builtin, deepcopy in rows:
-        print(f"{name:22} {kruise * 1e6:13.0f} {graylane * 1e6:12.0f} {builtin * 1e6:12.0f} {deepcopy * 1e6:12.0f} "
-              f"{graylane / kruise:16.3f} {graylane / deepcopy:18.2f}")
-    print("graylane and built-in: one render_object (script input, Lua run, output checks, stored original); "
-          f"Kruise: its provider's Lua path per call; median of {REPEATS} loops each, same run")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end")
+    print(f"{'input':22} {'Kruise Go µs':>13} {'graylane µs':>12} {'built-in µs':>12} {'+ check µs':>11} "
+          f"{'deepcopy µs':>12} {'graylane÷Kruise':>16} {'graylane÷deepcopy':>18} {'+ check÷Kruise':>15}")
+    for name, kruise, graylane, builtin, checked, deepcopy in rows:
+        print(f"{name:22} {kruise * 1e6:13.0f} {graylane * 1e6:12.0f} {builtin * 1e6:12.0f} {checked * 1e6:11.0f} "
+              f"{deepcopy * 1e6:12.0f} {graylane / kruise:16.3f} {graylane / deepcopy:18.2f} {checked / kruise:15.3f}")
+    print("graylane and built-in: one render_object (stored original, script input, the Lua run in the worker, "
+          "the output object); + check: graylane's, with the output check graylane render runs on it (schema, "
+          f"route and admission rules, lane leaks), which Kruise does not do;\nKruise: its provider's Lua path "
+          f"per call; median of {REPEATS} loops each, same run")
     return 0
 
 

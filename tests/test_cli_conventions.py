@@ -200,7 +200,7 @@ def test_version_and_dash_dash_version() -> None:
     lines = text.stdout.splitlines()
     assert lines[0] == f"graylane {metadata.version('graylane')}"
     assert lines[1].startswith("Python 3.")
-    assert lines[2] == "Lua runtime: Lua 5.1 (lupa.lua51)"
+    assert lines[2].startswith("Lua runtime: LuaJIT 2.1.") and lines[2].endswith(" (lupa.luajit21)")
     assert lines[3] == f"lupa {metadata.version('lupa')}"
     assert run_graylane("--version").stdout == text.stdout
     data = json.loads(run_graylane("version", "-o", "json").stdout)

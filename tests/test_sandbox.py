@@ -254,3 +254,13 @@ def test_frames_from_the_worker_are_checked_plain_data():
                             (8, "a\x1b\n")]) == [(3, "main chunk"), (4, "function 'f'"), (8, "a\\x1b\\x0a")]
     assert _checked_frames("not a list") == [] and _checked_frames(None) == []
     assert len(_checked_frames([(1, "f")] * 100)) == 20
+
+
+def test_the_callers_work_runs_while_the_worker_runs_and_its_failure_costs_only_that_worker(sandbox):
+    script = Script("m", "return {v = obj.v}", "m.lua")
+    done = []
+    assert sandbox.run(script, {"v": 1}, meanwhile=lambda: done.append(True)).value == {"v": 1}
+    assert done == [True]
+    with pytest.raises(KeyError):
+        sandbox.run(script, {"v": 2}, meanwhile=lambda: {}["missing"])
+    assert sandbox.run(script, {"v": 3}).value == {"v": 3}  # a fresh worker, in step again

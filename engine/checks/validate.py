@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable, Iterator, Optional
-
-from jsonschema import ValidationError
-from jsonschema.exceptions import best_match
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 from engine.checks.analyzers import (CODES, ERROR, Finding, admission, analyze, analyze_object, describe, finding,
                                     path_of)
@@ -18,7 +15,10 @@ from engine.checks.analyzers.istio import is_virtual_service, route_weights, str
 from engine.checks.analyzers.rendered import request_failures
 from engine.documents import Document
 from engine.errors import ValidationFailed
-from engine.checks.schemas import schema_for, validator_for
+from engine.checks.schemas import fast_validator_for, schema_for, validator_for
+
+if TYPE_CHECKING:  # jsonschema is imported only to explain an invalid document (see schema_findings)
+    from jsonschema import ValidationError
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number",
                type(None): "null"}
@@ -71,6 +71,8 @@ def explain(error: ValidationError) -> Iterator[tuple[str, str]]:
             return
         if error.context:
             if isinstance(instance, (dict, list)):
+                from jsonschema.exceptions import best_match
+
                 yield from explain(best_match(error.context))
                 return
             reasons = list(dict.fromkeys(message for sub in error.context for _p, message in explain(sub)))
@@ -141,7 +143,7 @@ def schema_name(document: Document) -> Optional[str]:
 def schema_findings(document: Document) -> list[Finding]:
     """GL0001 for every way ``document`` breaks its kind's JSON Schema (none when graylane has no schema)."""
     name = schema_name(document)
-    if name is None:
+    if name is None or _surely_valid(name, document.body):
         return []
     findings, seen = [], set()
     for error in validator_for(name).iter_errors(document.body):
@@ -150,6 +152,17 @@ def schema_findings(document: Document) -> list[Finding]:
                 seen.add((path, message))
                 findings.append(finding("GL0001", document, path, f"{message} (schema {name})"))
     return findings
+
+
+def _surely_valid(name: str, body: Any) -> bool:
+    """The compiled validator's verdict when it can give one: valid documents need no messages."""
+    fast = fast_validator_for(name)
+    if fast is None:
+        return False
+    try:
+        return fast.is_valid(body)
+    except (ValueError, TypeError, OverflowError):  # a value it cannot read: jsonschema judges
+        return False
 
 
 def _path_key(path: str) -> list:

@@ -46,10 +46,10 @@ class LuaState:
     def __init__(self, runtime: str = "lua51", prelude: Optional[str] = None):
         self.runtime_name = runtime
         self.lua = RUNTIMES[runtime]
-        self.exact_memory = runtime == "lua51"  # LuaJIT: lupa cannot cap its allocator
         self.runtime = self.lua.LuaRuntime(register_eval=False, register_builtins=False,
                                            unpack_returned_tuples=True, attribute_filter=_no_attributes,
-                                           max_memory=0 if self.exact_memory else None)
+                                           max_memory=0)
+        _check_memory_cap(self.runtime, self.lua)
         host = self.runtime.execute(prelude or host_source())
         self._run, self._compile = host["run"], host["compile"]
         host["set_clock"](time.monotonic)
@@ -57,7 +57,6 @@ class LuaState:
         for name in ("python", "package", "require", "io", "os", "debug", "dofile", "loadfile", "module"):
             lua_globals[name] = None
         self._collect = self.runtime.eval("function() collectgarbage() end")
-        self._memory_kb = self.runtime.eval("function() return collectgarbage('count') end")
         self._compiled: dict[Any, Any] = {}
 
     def compile(self, key: Any, source: str, chunkname: str) -> Optional[str]:
@@ -85,27 +84,35 @@ class LuaState:
             table = runtime.table_from(tokens)
         except (UnicodeEncodeError, OverflowError):  # rare values: the slow path
             table = runtime.table_from([_portable(t) for t in tokens])
-        if self.exact_memory:
-            runtime.set_max_memory(runtime.get_memory_used() + max_memory, total=True)
-            memory_kb = None
-        else:
-            memory_kb = self._memory_kb() + max_memory / 1024
+        runtime.set_max_memory(runtime.get_memory_used() + max_memory, total=True)
         executed = runtime.table() if coverage else None  # filled by the line hook as the script runs
         try:
             ok, detail, line, message, printed, frames = self._run(
-                self._compiled[key], table, timeout, HOOK_INTERVAL, memory_kb, max_memory, executed)
+                self._compiled[key], table, timeout, HOOK_INTERVAL, max_memory, executed)
             printed = list(printed.values()) if printed is not None else []
             frames = _frames(frames)
         except (self.lua.LuaError, MemoryError):  # the allocator refused lupa itself
             ok, detail, line, message, printed, frames = False, "memory", None, None, [], []
         finally:
-            if self.exact_memory:
-                runtime.set_max_memory(0)
+            runtime.set_max_memory(0)
         del table
         lines = sorted(int(number) for number in executed.keys()) if executed is not None else None
         if not ok:
             self._collect()
         return ok, detail, line, message, printed, lines, frames
+
+
+def _check_memory_cap(runtime: Any, module: Any) -> None:
+    """The per-run memory limit relies on lupa capping the state's allocator; some lupa builds cannot for
+    LuaJIT (they fall back to LuaJIT's own allocator). Refuse to run rather than run without the limit."""
+    runtime.set_max_memory(runtime.get_memory_used() + 256 * 1024, total=True)
+    try:
+        runtime.execute("local s = string.rep('x', 1048576)")
+    except (module.LuaMemoryError, module.LuaError, MemoryError):
+        return
+    finally:
+        runtime.set_max_memory(0)
+    raise RuntimeError(f"{module.__name__} cannot cap the Lua allocator: install lupa>=2.8")
 
 
 def _frames(flat: Any) -> list[tuple[int, str]]:

@@ -20,8 +20,11 @@ local sethook, getinfo, huge = debug.sethook, debug.getinfo, math.huge
 -- Python exception (Ctrl-C in inline mode) becomes the time limit, never a Python object in Lua.
 local clock = os.clock
 local collectgarbage, newproxy = collectgarbage, newproxy
--- On LuaJIT, hooks only fire in the interpreter: keep the JIT off so the time limit always holds.
-if jit then jit.off() end
+-- On LuaJIT, hooks (the time limit, coverage) fire only in the interpreter, never inside compiled traces.
+-- So nothing a script runs is ever compiled: every function of this file is excluded here, and each script
+-- chunk (and whatever it loads) when it is compiled; only the host's own conversion code is compiled (see
+-- the end of this file), and it checks the clock itself.
+if jit then jit.off(true, true) end
 
 local MAX_DEPTH = 320            -- nesting of a returned value (documents.MAX_DEPTH is the input limit)
 local MAX_VALUES = 1000000       -- values in a returned value (documents.MAX_VALUES for input)
@@ -201,6 +204,7 @@ end
 
 local buf, n, depth, values
 local encode_value
+local check_clock  -- the limits' section below: raises the time limit once the deadline has passed
 
 -- Keys a script added, in a fixed order: known fields first (in Istio's order), then by text.
 local function ordered(keys, parent)
@@ -299,6 +303,7 @@ encode_value = function(v, parent)
   local t = type(v)
   values = values + 1
   if values > MAX_VALUES then error('the returned value holds more than ' .. MAX_VALUES .. ' values', 0) end
+  if values % 4096 == 0 then check_clock() end  -- compiled on LuaJIT, where the hook does not fire
   if t == 'string' then n = n + 1; buf[n] = ESCAPED[v] or quote(v)
   elseif t == 'number' then
     if v ~= v or v == huge or v == -huge then error('a value is not a finite number', 0) end
@@ -312,6 +317,13 @@ encode_value = function(v, parent)
       error('the returned table is nested more than ' .. MAX_DEPTH .. ' levels deep (a cycle?)', 0)
     end
     local len = #v  -- raw: Lua 5.1 and LuaJIT ignore __len on tables
+    if len > 0 then
+      -- A list holds exactly 1..#v. A table with holes or other keys is a map: what # gives for it differs
+      -- between runtimes (LuaJIT: 2 for {[2] = 3, a = 1}), and a list would silently drop the other keys.
+      local total = 0
+      for _ in next, v do total = total + 1 end
+      if total ~= len then len = 0 end
+    end
     -- A table with a metatable is read with rawget (its __index is never called); others index directly.
     local get = getmetatable(v) ~= nil and rawget or nil
     if len > 0 or (EMPTY_LIST and EMPTY_LIST[v]) or (LIST_NULLS and LIST_NULLS[v]) then
@@ -435,7 +447,7 @@ end
 ---------------------------------------------------------------------------------------------------
 -- Limits. `killed` is set when a limit was hit; pcall/xpcall inside the script cannot swallow it.
 local TIMEOUT, NO_MEMORY = 'time limit exceeded', 'not enough memory'
-local killed, stopped_at, deadline, memory_limit_kb, max_memory_bytes
+local killed, stopped_at, deadline, max_memory_bytes
 
 -- The chunk of the running script (its own lines, not those of code it loaded or of this host), and line
 -- coverage (graylane test --coverage): the lines of that chunk that ran, when asked for.
@@ -468,7 +480,6 @@ local function kill(reason, level)
   error(killed, 0)
 end
 
--- memory_limit_kb: checked in the hook where the allocator cannot enforce a limit (64-bit LuaJIT).
 -- Line events come only with coverage on. Outside this host file they run the limit checks too: a loop as
 -- short as `while true do end` would otherwise spend every count event inside this hook (where no hook
 -- fires) and never be stopped. The host's own lines are left to the count events (they are many, and cheap).
@@ -486,7 +497,12 @@ local function hook(event, line)
     kill(TIMEOUT, 4)
   end
   if now > deadline then kill(TIMEOUT, 4) end
-  if memory_limit_kb and collectgarbage('count') > memory_limit_kb then kill(NO_MEMORY) end
+end
+
+check_clock = function()
+  if killed then error(killed, 0) end
+  local ok, now = pcall(clock)
+  if not ok or now > deadline then kill(TIMEOUT) end
 end
 
 local function recheck(ok, ...)
@@ -552,6 +568,7 @@ local function sandbox_loadstring(chunk, name)
   if byte(chunk, 1) == 27 then return nil, 'binary chunks are not allowed' end
   local f, err = loadstring(chunk, name and ('=' .. error_text(name)) or '=(load)')
   if not f then return nil, err end
+  if jit then jit.off(f, true) end
   setfenv(f, current_env)
   return f
 end
@@ -665,8 +682,8 @@ end
 -- executed: a table that receives the script chunk's executed lines as keys (coverage), or nil. It is
 -- filled as the script runs, so the lines are there even when the run fails or lupa cannot take the result.
 -- The last result is the error's frames (a flat list: line, name, line, name, ...) or nil.
-local function run(fn, tokens, timeout, interval, memory_kb, max_bytes, executed)
-  killed, stopped_at, memory_limit_kb, max_memory_bytes = nil, nil, memory_kb, max_bytes
+local function run(fn, tokens, timeout, interval, max_bytes, executed)
+  killed, stopped_at, max_memory_bytes = nil, nil, max_bytes
   printed, printed_bytes = {}, 0
   script_source, covered = getinfo(fn, 'S').source, executed
   deadline = clock() + timeout
@@ -692,6 +709,17 @@ local function run(fn, tokens, timeout, interval, memory_kb, max_bytes, executed
   return false, b, nil, c, lines, b == 'error' and frames or nil
 end
 
+-- LuaJIT compiles only this: the host's conversion of data in and out (bounded by the input's size, and by
+-- the value limits and the clock checks in encode_value on the way out), which scripts cannot change.
+if jit then
+  for _, f in ipairs({build, from_tokens, valid_utf8, key_string, key_text, encode_map, encode_list,
+                      encode_value, to_json}) do
+    jit.on(f)
+  end
+  jit.on(quote, true)
+  jit.on(ordered, true)
+end
+
 local function set_clock(wall_clock)
   clock = wall_clock
 end
@@ -700,5 +728,6 @@ return {run = run, set_clock = set_clock, compile = function(source, chunkname)
   if byte(source, 1) == 27 then return nil, 'binary chunks are not allowed' end
   local fn, err = loadstring(source, chunkname)
   if not fn then return nil, error_text(err) end
+  if jit then jit.off(fn, true) end
   return fn, nil
 end}

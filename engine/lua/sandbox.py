@@ -5,9 +5,11 @@ run, a count hook for time, the allocator for memory, raw-only conversion, bound
 (engine/lua/worker.py): scripts run in a forked worker process with a capped address space, which the
 parent SIGKILLs and replaces when a run misses its wall-clock deadline, whatever the script did.
 
-Why PUC Lua 5.1 (lupa.lua51) and not LuaJIT: Kruise runs these scripts on gopher-lua and Envoy on LuaJIT,
-both Lua 5.1 semantics, so either dialect fits. On 64-bit LuaJIT lupa's ``max_memory`` is not enforced and
-count hooks do not fire inside compiled traces, so neither limit would be exact (README, "The sandbox").
+Why LuaJIT 2.1 (lupa.luajit21): Kruise runs these scripts on gopher-lua and Envoy on LuaJIT, both Lua 5.1
+semantics, so either dialect fits, and LuaJIT halves the cost of a run. Both limits stay exact: lupa caps
+LuaJIT's allocator per run as PUC Lua's, and only the host's own conversion code is compiled; scripts run
+in the interpreter, where the count hook fires (README, "The sandbox"). PUC Lua 5.1 (``runtime="lua51"``)
+remains for line coverage, whose denominator is read from its bytecode.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from engine.lua.convert import to_tokens
 from engine.lua.runner import RUNTIMES, LuaState
 from engine.lua.worker import Worker, WorkerGone
 
+DEFAULT_RUNTIME = "luajit"
+COVERAGE_RUNTIME = "lua51"
 DEFAULT_TIMEOUT = 1.0
 DEFAULT_MAX_MEMORY = 64 * 1024 * 1024
 MIN_MAX_MEMORY = 1024 * 1024
@@ -70,13 +74,12 @@ class LuaSandbox:
 
     Thread-safe (one run at a time). ``isolation="process"`` (the default) runs scripts in a worker
     process; ``"inline"`` runs them in this process with only the Lua-side limits (for benchmarks that
-    measure what the worker costs). ``runtime="luajit"`` is for code written for Envoy (which embeds
-    LuaJIT): its memory limit is checked every HOOK_INTERVAL instructions and by the worker's address
-    space cap instead of by the allocator.
+    measure what the worker costs). ``runtime``: "luajit" (the default, and what Envoy embeds) or
+    "lua51" (PUC Lua 5.1), with the same limits.
     """
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, max_memory: int = DEFAULT_MAX_MEMORY,
-                 runtime: str = "lua51", isolation: str = "process"):
+                 runtime: str = DEFAULT_RUNTIME, isolation: str = "process"):
         self.timeout, self.max_memory = check_limits(timeout, max_memory)
         if runtime not in ("lua51", "luajit"):
             raise ValueError("runtime must be lua51 or luajit")
@@ -88,6 +91,7 @@ class LuaSandbox:
         self._worker: Optional[Worker] = Worker(runtime, self.max_memory) if isolation == "process" else None
         self._compiled: dict[tuple[str, str], _Compiled] = {}
         self._keys = itertools.count(1)  # the worker's name for a compiled script (under the lock)
+        self._coverage: Optional[LuaSandbox] = None  # PUC Lua 5.1, for runs that record lines
 
     def compile(self, script: Script) -> _Compiled:
         """Compile (once) and return a handle; a syntax error raises ScriptError."""
@@ -106,21 +110,28 @@ class LuaSandbox:
         return compiled
 
     def run(self, script: Script, obj: Any, printer: Optional[Callable[[str], None]] = None,
-            lines: Optional[set[int]] = None) -> RunResult:
+            lines: Optional[set[int]] = None, meanwhile: Optional[Callable[[], None]] = None) -> RunResult:
         """Run ``script`` with global ``obj``; returns the script's table as plain Python data.
 
         ``lines``: when given, the line numbers the script's own chunk executed are added to it (also when
-        the run fails; not when its worker had to be killed), for ``graylane test --coverage``.
+        the run fails; not when its worker had to be killed), for ``graylane test --coverage``. Such runs
+        are made on PUC Lua 5.1, whose bytecode tells which lines can run (engine/lua/coverage.py): LuaJIT
+        reports the lines of a multi-line table constructor differently. ``meanwhile``: the caller's own
+        work, done while the worker process runs the script (on another core), else after the run.
         """
+        if lines is not None and self.runtime_name != COVERAGE_RUNTIME:
+            return self._coverage_sandbox().run(script, obj, printer, lines, meanwhile)
         compiled = self.compile(script)
         tokens = to_tokens(obj)
         coverage = lines is not None
         with self._lock:
             if self._state is not None:
                 result = self._state.run(compiled.key, tokens, self.timeout, self.max_memory, coverage)
+                if meanwhile is not None:
+                    meanwhile()
             else:
                 reply = self._call(("run", compiled.key, script.source, "@" + script.origin, tokens,
-                                    self.timeout, self.max_memory, coverage), script)
+                                    self.timeout, self.max_memory, coverage), script, meanwhile)
                 if reply[0] != "ran":
                     raise _script_error(script, str(reply[1]), "syntax")
                 result = reply[1:]
@@ -143,12 +154,17 @@ class LuaSandbox:
             raise ScriptError(script.origin, f"output: {printable(message or '')}", None, "output")
         raise _script_error(script, message, "error", _checked_frames(frames))
 
-    def _call(self, request: tuple, script: Script) -> tuple:
+    def _coverage_sandbox(self) -> "LuaSandbox":
+        if self._coverage is None:
+            self._coverage = LuaSandbox(self.timeout, self.max_memory, COVERAGE_RUNTIME, self.isolation)
+        return self._coverage
+
+    def _call(self, request: tuple, script: Script, meanwhile: Optional[Callable[[], None]] = None) -> tuple:
         """One request to the worker; a missed deadline or a dead worker becomes the script's error."""
         assert self._worker is not None
         deadline = time.monotonic() + self.timeout + grace(self.timeout)
         try:
-            reply = self._worker.call(request, deadline)
+            reply = self._worker.call(request, deadline, meanwhile)
         except WorkerGone as gone:
             if gone.timed_out:
                 raise ScriptError(script.origin, f"exceeded the time limit of {self.timeout:g}s "
@@ -166,6 +182,8 @@ class LuaSandbox:
         """Stop the worker process (it also stops when this process exits)."""
         if self._worker is not None:
             self._worker.stop()
+        if self._coverage is not None:
+            self._coverage.close()
 
 
 def check_limits(timeout: Any, max_memory: Any) -> tuple[float, int]:
@@ -223,6 +241,6 @@ def stderr_printer(prefix: str) -> Callable[[str], None]:
 
 def lua_version() -> str:
     """The Lua that runs traffic-routing scripts, as it names itself, and the lupa module embedding it."""
-    lua51 = RUNTIMES["lua51"]
-    runtime = lua51.LuaRuntime(register_eval=False, register_builtins=False)
-    return f"{runtime.eval('_VERSION')} ({lua51.__name__})"
+    module = RUNTIMES[DEFAULT_RUNTIME]
+    runtime = module.LuaRuntime(register_eval=False, register_builtins=False)
+    return f"{runtime.lua_implementation} ({module.__name__})"

@@ -12,6 +12,7 @@ parent only sends plain data (strings, numbers, lists) and only reads plain data
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import marshal
 import os
 import resource
@@ -20,11 +21,13 @@ import signal
 import struct
 import sys
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from engine.lua.runner import LuaState, host_source
 
 _HEADER = struct.Struct("!I")
+FIRST_READ = 1 << 16
+PIPE_SIZE = 1 << 20
 _PR_SET_PDEATHSIG = 1
 # Room above the Lua limit for the worker's own Python work (decoding requests, encoding replies).
 ADDRESS_SPACE_HEADROOM = 256 * 1024 * 1024
@@ -45,24 +48,40 @@ def _write_frame(fd: int, payload: bytes) -> None:
         data = data[written:]
 
 
-def _read_exact(fd: int, size: int, deadline: Optional[float]) -> bytes:
-    chunks, remaining = [], size
-    while remaining:
+def _widen(fd: int) -> None:
+    """A pipe buffer that holds a large object's frame (the tokens of 1,000 http rules are 120 KB, the
+    default buffer 64 KB), so the writer does not wait for the reader between chunks (Linux; best effort)."""
+    try:
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
+    except OSError:
+        pass
+
+
+def _read_exact(fd: int, size: int, deadline: Optional[float], up_to: int = 0) -> bytes:
+    """At least ``size`` bytes, and at most ``up_to`` when that is larger."""
+    chunks, got, limit = [], 0, max(size, up_to)
+    while got < size:
         if deadline is not None:
             wait = deadline - time.monotonic()
             if wait <= 0 or not select.select([fd], [], [], wait)[0]:
                 raise TimeoutError
-        chunk = os.read(fd, min(remaining, 1 << 20))
+        chunk = os.read(fd, min(limit - got, 1 << 20))
         if not chunk:
             raise EOFError
         chunks.append(chunk)
-        remaining -= len(chunk)
+        got += len(chunk)
     return b"".join(chunks)
 
 
 def _read_frame(fd: int, deadline: Optional[float] = None) -> bytes:
-    (size,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline))
-    return _read_exact(fd, size, deadline)
+    """One frame. The first read takes the header and, for most frames, the whole payload: one request and
+    one reply at a time, so nothing beyond this frame can be in the pipe."""
+    first = _read_exact(fd, _HEADER.size, deadline, up_to=FIRST_READ)
+    (size,) = _HEADER.unpack_from(first)
+    payload = first[_HEADER.size:]
+    if len(payload) < size:
+        payload += _read_exact(fd, size - len(payload), deadline)
+    return payload
 
 
 class Worker:
@@ -76,6 +95,8 @@ class Worker:
     def _start(self) -> None:
         request_read, request_write = os.pipe()
         reply_read, reply_write = os.pipe()
+        for fd in (request_write, reply_write):
+            _widen(fd)
         prelude = host_source()
         pid = os.fork()
         if pid == 0:  # the worker: never returns
@@ -87,13 +108,25 @@ class Worker:
         self.pid, self._to_worker, self._from_worker = pid, request_write, reply_read
         self.generation += 1
 
-    def call(self, request: tuple, deadline: Optional[float]) -> Any:
-        """Send a request; its reply, or WorkerGone when the worker died or missed the deadline."""
+    def call(self, request: tuple, deadline: Optional[float],
+             meanwhile: Optional[Callable[[], None]] = None) -> Any:
+        """Send a request; its reply, or WorkerGone when the worker died or missed the deadline.
+
+        ``meanwhile``: the caller's own work, done while the worker runs (the deadline counts it too)."""
         if self.pid is None:
             self._start()
+        self._guarded(lambda: _write_frame(self._to_worker, marshal.dumps(request)))
+        if meanwhile is not None:
+            try:
+                meanwhile()
+            except BaseException:  # the reply will not be read: this worker is out of step
+                self.stop()
+                raise
+        return self._guarded(lambda: marshal.loads(_read_frame(self._from_worker, deadline)))
+
+    def _guarded(self, action: Callable[[], Any]) -> Any:
         try:
-            _write_frame(self._to_worker, marshal.dumps(request))
-            return marshal.loads(_read_frame(self._from_worker, deadline))
+            return action()
         except TimeoutError:
             self.stop()
             raise WorkerGone(timed_out=True) from None

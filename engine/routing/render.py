@@ -34,13 +34,16 @@ class Engine:
     argo_hashes: dict = field(default_factory=dict)  # Argo pod-template hashes given on the command line
 
     def run_network_script(self, key: str, original: OriginalState, strategy: TrafficStrategy,
-                           stable_service: str, canary_service: str) -> OriginalState:
-        return self.run_script_input(key, build_script_input(original, strategy, stable_service, canary_service))
+                           stable_service: str, canary_service: str,
+                           meanwhile: Optional[Callable[[], None]] = None) -> OriginalState:
+        """``meanwhile``: the caller's own work, done while the script runs in the worker process."""
+        return self.run_script_input(key, build_script_input(original, strategy, stable_service, canary_service),
+                                     meanwhile)
 
-    def run_script_input(self, key: str, obj: dict) -> OriginalState:
+    def run_script_input(self, key: str, obj: dict, meanwhile: Optional[Callable[[], None]] = None) -> OriginalState:
         """Run the network script for ``key`` on a prepared ``obj`` (see engine.routing.script_input)."""
         script = self.library.find(key)
-        value = self.sandbox.run(script, obj, self.printer).value
+        value = self.sandbox.run(script, obj, self.printer, meanwhile=meanwhile).value
         return network_result(script, value)
 
     def run_ingress_script(self, class_type: str, annotations: dict, strategy: TrafficStrategy,
@@ -178,11 +181,14 @@ def render_object(document: Document, strategy: TrafficStrategy, stable_service:
     except ValueError as exc:
         raise document.error(str(exc), f"metadata.annotations[{ORIGINAL_ANNOTATION}]") from None
     key = resource_key(document.api_version, document.kind)
+    stored: list[str] = []  # the original's JSON, encoded while the worker runs the script
     try:
-        result = engine.run_network_script(key, copy.deepcopy(original), strategy, stable_service, canary_service)
+        result = engine.run_network_script(key, original, strategy, stable_service, canary_service,
+                                           lambda: stored.append(encode_original(original)))
     except ScriptError as error:
         raise error.about(describe_input(document), describe_routing(routing))
-    body = apply_result(document.body, result.spec, result.labels, result.annotations, encode_original(original))
+    body = apply_result(document.body, result.spec, result.labels, result.annotations,
+                        stored[0] if stored else encode_original(original))
     return Rendered(document, body, routing, body != document.body)
 
 

@@ -6,8 +6,9 @@ what is shown is what a script gets, and it works before the script exists.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 from engine.documents import Document
 from engine.errors import ScriptNotFoundError
@@ -31,10 +32,11 @@ class InputRecorder(Engine):
     recorded: list[_Recorded] = field(default_factory=list)
 
     def run_network_script(self, key: str, original: OriginalState, strategy: TrafficStrategy,
-                           stable_service: str, canary_service: str) -> OriginalState:
+                           stable_service: str, canary_service: str,
+                           meanwhile: Optional[Callable[[], None]] = None) -> OriginalState:
         self.recorded.append(_Recorded(key, build_script_input(original, strategy, stable_service,
                                                                canary_service)))
-        return original
+        return copy.deepcopy(original)  # render puts it in its output; the recorded input keeps its own
 
     def run_ingress_script(self, class_type: str, annotations: dict, strategy: TrafficStrategy,
                            canary_service: str) -> dict:
