@@ -173,6 +173,15 @@ def _libyaml_limits_nesting() -> bool:
 
 
 _FAST = _libyaml_limits_nesting()
+# Where libyaml and PyYAML's pure loader part ways (found by differential fuzzing), the pure loader reads
+# alone: tabs (libyaml allows some that PyYAML refuses), explicit tags ("!" alone resolves differently), a
+# comment right after a block scalar's header (libyaml allows it), a byte order mark after the start (libyaml
+# drops it).
+_PURE_ONLY = re.compile(r"\t|!|[|>][-+0-9]*#|(?<!^)\ufeff")
+
+
+def _libyaml_reads(text: str) -> bool:
+    return _FAST and not _PURE_ONLY.search(text)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -286,7 +295,7 @@ def load_stream(text: str, source: str) -> list[Any]:
     """Every document of a YAML stream as plain data, each checked against the limits above."""
     if len(text) > MAX_INPUT_BYTES:
         raise InvalidInputError(f"larger than {MAX_INPUT_BYTES // 1024 ** 2} MiB", source=source)
-    if _FAST:
+    if _libyaml_reads(text):
         try:
             return _read(_FastLoader, text, source)
         except Exception:  # noqa: BLE001 - whatever libyaml or a rule objects to, _Loader decides and says

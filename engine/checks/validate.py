@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable, Iterator, Optional
-
-from jsonschema import ValidationError
-from jsonschema.exceptions import best_match
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 from engine.checks.analyzers import CODES, ERROR, Finding, admission, analyze, describe, finding, path_of
 from engine.checks.analyzers.istio import is_virtual_service, route_weights, string_matches
 from engine.checks.analyzers.rendered import request_failures
 from engine.documents import Document
 from engine.errors import ValidationFailed
-from engine.checks.schemas import schema_for, validator_for
+from engine.checks.schemas import passes_compiled, schema_for, validator_for
+
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number",
                type(None): "null"}
@@ -70,6 +70,7 @@ def explain(error: ValidationError) -> Iterator[tuple[str, str]]:
             return
         if error.context:
             if isinstance(instance, (dict, list)):
+                from jsonschema.exceptions import best_match
                 yield from explain(best_match(error.context))
                 return
             reasons = list(dict.fromkeys(message for sub in error.context for _p, message in explain(sub)))
@@ -140,7 +141,7 @@ def schema_name(document: Document) -> Optional[str]:
 def schema_findings(document: Document) -> list[Finding]:
     """GL0001 for every way ``document`` breaks its kind's JSON Schema (none when graylane has no schema)."""
     name = schema_name(document)
-    if name is None:
+    if name is None or passes_compiled(name, document.body):
         return []
     findings, seen = [], set()
     for error in validator_for(name).iter_errors(document.body):

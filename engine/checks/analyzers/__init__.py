@@ -5,11 +5,11 @@ DestinationRules, ``lanes`` lane rules that catch other services' requests, ``ro
 Rollouts, ``argo`` Argo Rollouts; ``rendered`` what render refuses because requests would fail; ``admission``
 Istio's admission-webhook rules for the fields graylane reads and writes, ``mesh`` the cross-object checks of
 ``istioctl analyze`` (gateways, hosts, ports, pods, EnvoyFilters). They import ``common`` (and the ones below
-them), never this package.
+them), never this package. Importing the package loads only ``common``: ``render`` needs a few analyzers
+for its output check, not all of them (start-up time, issue 12).
 """
 from __future__ import annotations
 
-from engine.checks.analyzers import admission, argo, istio, lanes, mesh, routing
 from engine.checks.analyzers.common import (CODES, ERROR, WARNING, Code, Finding, describe, duplicate_objects,
                                             finding, path_of)
 from engine.documents import Document
@@ -19,6 +19,8 @@ __all__ = ["CODES", "ERROR", "WARNING", "Code", "Finding", "analyze", "describe"
 
 def analyze(documents: list[Document]) -> list[Finding]:
     """Every analyzer over ``documents`` (single-object and cross-object checks)."""
+    from engine.checks.analyzers import admission, argo, istio, lanes, mesh, routing
+
     findings = duplicate_objects(documents)
     for document in documents:
         findings.extend(istio.analyze_document(document))
