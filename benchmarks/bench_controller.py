@@ -41,7 +41,7 @@ AUDIT_EVERYTHING = {  # every request to graylane's kinds and Leases, at Metadat
                + [{"group": "coordination.k8s.io", "resources": ["leases"]}]},
               {"level": "None"}],
 }
-IDLE_SECONDS = 20
+IDLE_SECONDS = 20  # --idle
 
 
 def objects(namespace: str, index: int) -> list[dict]:
@@ -214,7 +214,7 @@ def strategy_changes(namespace: str, count: int, value: str) -> list:
         _content_type="application/merge-patch+json") for index in range(count)]
 
 
-def run_size(count: int, workers: int, qps: float, burst: int) -> dict:
+def run_size(count: int, workers: int, qps: float, burst: int, idle_seconds: float = IDLE_SECONDS) -> dict:
     from kubernetes import client
     env = kubeenv.start(audit_policy=AUDIT_EVERYTHING)
     controller = None
@@ -246,7 +246,7 @@ def run_size(count: int, workers: int, qps: float, burst: int) -> dict:
             change_requests = requests_by_controller(env, change_start)
 
             idle_start = now()
-            time.sleep(IDLE_SECONDS)
+            time.sleep(idle_seconds)
             idle_requests = requests_by_controller(env, idle_start)
             rss = peak_rss_mib(controller.pid)
             watcher.stopped = True
@@ -254,7 +254,8 @@ def run_size(count: int, workers: int, qps: float, burst: int) -> dict:
                 "cold_requests": sum(cold_requests.values()), "cold_verbs": dict(cold_requests), "edits": edits,
                 "change": change, "change_requests": sum(change_requests.values()),
                 "change_verbs": dict(change_requests), "log": str(log),
-                "idle_requests": sum(v for k, v in idle_requests.items() if k != "watch"), "rss": rss}
+                "idle_requests": sum(v for k, v in idle_requests.items() if k != "watch"), "idle": idle_seconds,
+                "rss": rss}
     finally:
         if controller is not None and controller.poll() is None:
             controller.send_signal(signal.SIGTERM)
@@ -270,7 +271,7 @@ def table(rows: list[dict]) -> str:
         limit = f"{r['qps']:g}/{r['burst']}" if r["qps"] > 0 else "no limit"
         lines.append(f"| {r['count']:,} | {r['workers']} | {limit} | {r['cold']:.1f} "
                      f"| {r['cold_requests'] / r['count']:.2f} | {r['edits'] + r['change']:.1f} ({r['edits']:.1f}) "
-                     f"| {r['change_requests'] / r['count']:.2f} | {r['idle_requests'] / IDLE_SECONDS:.2f} "
+                     f"| {r['change_requests'] / r['count']:.2f} | {r['idle_requests'] / r['idle']:.2f} "
                      f"| {r['rss']:.0f} |")
     return "\n".join(lines)
 
@@ -285,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--qps", type=float, default=100.0)
     parser.add_argument("--burst", type=int, default=200)
+    parser.add_argument("--idle", type=float, default=IDLE_SECONDS, help="seconds of idle load measured")
     parser.add_argument("--matrix", action="store_true",
                         help="for each count, workers 1/4/8 x QPS/burst 20/30, 100/200 and no limit "
                              "(instead of --workers/--qps/--burst)")
@@ -295,12 +297,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.matrix:
             settings = [(workers, qps, burst) for workers in MATRIX_WORKERS for qps, burst in MATRIX_LIMITS]
         for workers, qps, burst in settings:
-            row = run_size(count, workers, qps, burst)
+            row = run_size(count, workers, qps, burst, args.idle)
             rows.append(row)
             print(f"{count} TrafficRoutings, {workers} workers, QPS {qps:g}/{burst}: objects created in "
                   f"{row['setup']:.1f}s; cold {row['cold']:.1f}s ({row['cold_verbs']}), change: edits "
                   f"{row['edits']:.1f}s + {row['change']:.1f}s ({row['change_verbs']}), idle {row['idle_requests']}"
-                  f" requests in {IDLE_SECONDS}s, peak RSS {row['rss']:.0f} MiB; log {row['log']}",
+                  f" requests in {args.idle:g}s, peak RSS {row['rss']:.0f} MiB; log {row['log']}",
                   file=sys.stderr, flush=True)
     print(table(rows))
     return 0
