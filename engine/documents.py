@@ -141,9 +141,10 @@ class _FastLoader(_CParser, _Constructor, _Resolver):  # type: ignore[misc, vali
 
 
 def _too_deep(root: yaml.Node) -> bool:
-    """Whether a composed document nests deeper than MAX_DEPTH as written (a node met again is an alias: one
-    level, as _Loader counts it), without recursion."""
-    seen = {id(root)}
+    """Whether a composed document nests deeper than MAX_DEPTH on any path, through aliases too (never less
+    than _Loader's count of the nesting as written, so whatever _Loader refuses for depth is refused here and
+    read again by it), without recursion: a node is walked again only when met deeper than before."""
+    deepest = {id(root): 1}
     stack = [(root, 1)]
     while stack:
         node, depth = stack.pop()
@@ -153,10 +154,9 @@ def _too_deep(root: yaml.Node) -> bool:
             continue
         children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
         for child in children:
-            if id(child) in seen:
-                continue
-            seen.add(id(child))
-            stack.append((child, depth + 1))
+            if deepest.get(id(child), 0) < depth + 1:
+                deepest[id(child)] = depth + 1
+                stack.append((child, depth + 1))
     return False
 
 
