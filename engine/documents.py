@@ -126,38 +126,14 @@ class _Loader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml
 class _FastLoader(_CParser, _Constructor, _Resolver):  # type: ignore[misc, valid-type]
     """libyaml's scanner, parser and composer (about 7 times faster than _Loader) with the same constructor and
     resolver. It only serves input that passes: on any problem load_stream reads the input again with _Loader,
-    which accepts or refuses it with its own message, so the outcome is _Loader's in every case."""
+    which accepts or refuses it with its own message, so the outcome is _Loader's. Depth needs no hook here:
+    libyaml refuses more than 1,000 levels itself, the constructor builds nested values without recursion,
+    and check_size then refuses more than MAX_DEPTH on any path (never fewer levels than written)."""
 
     def __init__(self, stream: str):
         _CParser.__init__(self, stream)
         _Constructor.__init__(self)
         _Resolver.__init__(self)
-
-    def get_data(self) -> Any:
-        node = self.get_node()
-        if node is not None and _too_deep(node):
-            raise _InputProblem(f"nested more than {MAX_DEPTH} levels deep", node.start_mark)
-        return self.construct_document(node)
-
-
-def _too_deep(root: yaml.Node) -> bool:
-    """Whether a composed document nests deeper than MAX_DEPTH on any path, through aliases too (never less
-    than _Loader's count of the nesting as written, so whatever _Loader refuses for depth is refused here and
-    read again by it), without recursion: a node is walked again only when met deeper than before."""
-    deepest = {id(root): 1}
-    stack = [(root, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return True
-        if isinstance(node, yaml.ScalarNode):
-            continue
-        children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
-        for child in children:
-            if deepest.get(id(child), 0) < depth + 1:
-                deepest[id(child)] = depth + 1
-                stack.append((child, depth + 1))
-    return False
 
 
 def _libyaml_limits_nesting() -> bool:
