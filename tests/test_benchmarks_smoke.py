@@ -22,7 +22,7 @@ def test_startup_and_simulate_in_one_command():
     assert "- CPU: " in out and "cores; load average" in out and "lupa " in out and "Lua 5.1" in out
     assert "## startup" in out and "| `graylane render -f small.yaml` |" in out
     assert "## kruise" in out and "skipped in --smoke" in out
-    assert "## simulate" in out and "| 40 | 5 | 201 |" in out and "growth with services" in out
+    assert "## simulate" in out and "| 40 | 5 | 201 |" in out and "growth with services" in out and " s |" in out
 
 
 def test_unknown_part_is_a_usage_error():
