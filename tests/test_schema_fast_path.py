@@ -5,6 +5,7 @@ jsonschema-rs: checked here on every schema'd document in the repository and on 
 mutated with values of every type at every path (more examples with ``-m fuzz``)."""
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -21,29 +22,33 @@ EXAMPLES = int(os.environ.get("GRAYLANE_FUZZ_EXAMPLES", "25")) * 8
 LONG_EXAMPLES = int(os.environ.get("GRAYLANE_FUZZ_LONG_EXAMPLES", "400")) * 25
 
 
-def _schema_documents() -> list[tuple[str, dict]]:
-    found = []
-    for path in sorted(REPO.rglob("*.yaml")):
-        if ".git" in path.parts:
-            continue
-        try:
-            documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
-        except (yaml.YAMLError, UnicodeDecodeError):
-            continue
-        stack = list(documents)
-        while stack:  # test cases nest the objects (trafficRouting:, original:, expected: ...)
-            value = stack.pop()
-            if isinstance(value, dict):
-                name = schema_for(value.get("apiVersion"), value.get("kind"))
-                if name is not None:
-                    found.append((name, value))
-                stack.extend(value.values())
-            elif isinstance(value, list):
-                stack.extend(value)
+YAML_FILES = sorted(p for p in REPO.rglob("*.yaml") if ".git" not in p.parts)
+
+
+def _schema_documents_of(path: Path) -> list[tuple[str, dict]]:
+    found: list[tuple[str, dict]] = []
+    try:
+        documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return found
+    stack = list(documents)
+    while stack:  # test cases nest the objects (trafficRouting:, original:, expected: ...)
+        value = stack.pop()
+        if isinstance(value, dict):
+            name = schema_for(value.get("apiVersion"), value.get("kind"))
+            if name is not None:
+                found.append((name, value))
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
     return found
 
 
-DOCUMENTS = _schema_documents()
+@functools.cache
+def documents() -> list[tuple[str, dict]]:
+    """Every schema'd document of the repository (read when a test first needs them, not at collection:
+    the suite's process stays small for the tests that fork it)."""
+    return [found for path in YAML_FILES for found in _schema_documents_of(path)]
 
 
 def assert_agrees(name: str, body) -> None:
@@ -53,15 +58,16 @@ def assert_agrees(name: str, body) -> None:
 
 
 def test_jsonschema_rs_is_installed_and_used():
-    assert DOCUMENTS and {name for name, _ in DOCUMENTS} >= {"virtualservice", "destinationrule", "trafficrouting"}
-    assert any(passes_compiled(name, body) for name, body in DOCUMENTS)
-    assert set(SCHEMA_NAMES) >= {name for name, _ in DOCUMENTS}
+    found = documents()
+    assert {name for name, _ in found} >= {"virtualservice", "destinationrule", "trafficrouting"}
+    assert any(passes_compiled(name, body) for name, body in found)
+    assert set(SCHEMA_NAMES) >= {name for name, _ in found}
 
 
-@pytest.mark.parametrize("index", range(len(DOCUMENTS)))
-def test_documents_of_the_repository(index):
-    name, body = DOCUMENTS[index]
-    assert_agrees(name, body)
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_documents_of_the_repository(path):
+    for name, body in _schema_documents_of(path):
+        assert_agrees(name, body)
 
 
 @pytest.mark.parametrize("name,body,valid", [
@@ -94,7 +100,7 @@ VALUES = st.one_of(JSON_VALUES, PATTERN_TEXT, st.sampled_from([1.0, 100.0, -0.0,
 
 @st.composite
 def mutated(draw):
-    name, body = draw(st.sampled_from(DOCUMENTS))
+    name, body = draw(st.sampled_from(documents()))
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
         path = draw(st.sampled_from(_paths(body)))
         body = _replace(body, path, draw(VALUES), delete=bool(path) and draw(st.booleans()))

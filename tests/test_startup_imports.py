@@ -39,7 +39,8 @@ spec:
   subsets:
   - {name: stable, labels: {version: v1}}
 """
-NEVER = ("kubernetes", "engine.cluster", "engine.fulllink.simulate", "engine.fulllink.color", "engine.checks.analyzers.mesh",
+NEVER = ("kubernetes", "engine.cluster", "engine.fulllink.simulate", "engine.fulllink.color",
+         "engine.checks.analyzers.mesh",
          "engine.checks.analyzers.argo")
 
 
@@ -74,4 +75,5 @@ def test_a_failing_output_check_still_explains_with_jsonschema():
     text = SMALL.replace("    - destination: {host: reviews}", "    - destination: {host: reviews}\n      colour: red")
     done = subprocess.run([sys.executable, "-m", "engine", "validate", "-f", "-"], input=text,
                           capture_output=True, text=True, cwd=REPO, check=False)
-    assert done.returncode == 1 and "GL0001 <stdin>#2 spec.http[0].route[0].colour: unknown field" in done.stdout + done.stderr, done.stdout + done.stderr
+    output = done.stdout + done.stderr
+    assert done.returncode == 1 and "GL0001 <stdin>#2 spec.http[0].route[0].colour: unknown field" in output, output
