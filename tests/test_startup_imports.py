@@ -4,41 +4,21 @@ where a schema check fails or validate explains findings, re2 only for an input 
 analyzers render's output check does not run never, the cluster client never."""
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
 import pytest
 from helpers import REPO
 
-SMALL = """\
-apiVersion: rollouts.kruise.io/v1alpha1
-kind: TrafficRouting
-metadata: {name: reviews-tr, namespace: default}
-spec:
-  objectRef:
-  - service: reviews
-    customNetworkRefs:
-    - {apiVersion: networking.istio.io/v1beta1, kind: VirtualService, name: reviews}
-    - {apiVersion: networking.istio.io/v1beta1, kind: DestinationRule, name: reviews}
-  strategy: {weight: 5}
----
-apiVersion: networking.istio.io/v1beta1
-kind: VirtualService
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination: {host: reviews}
----
-apiVersion: networking.istio.io/v1beta1
-kind: DestinationRule
-metadata: {name: reviews, namespace: default}
-spec:
-  host: reviews
-  subsets:
-  - {name: stable, labels: {version: v1}}
-"""
+def _bench_startup():
+    spec = importlib.util.spec_from_file_location("bench_startup", REPO / "benchmarks" / "bench_startup.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SMALL = _bench_startup().SMALL_INPUT  # the benchmark's small file: a TrafficRouting, its VirtualService and DR
 NEVER = ("kubernetes", "engine.cluster", "engine.fulllink.simulate", "engine.fulllink.color",
          "engine.checks.analyzers.mesh",
          "engine.checks.analyzers.argo")
