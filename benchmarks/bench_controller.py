@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -39,7 +41,7 @@ AUDIT_EVERYTHING = {  # every request to graylane's kinds and Leases, at Metadat
                + [{"group": "coordination.k8s.io", "resources": ["leases"]}]},
               {"level": "None"}],
 }
-IDLE_SECONDS = 20
+IDLE_SECONDS = 20  # --idle
 
 
 def objects(namespace: str, index: int) -> list[dict]:
@@ -65,22 +67,103 @@ def routing(namespace: str, index: int, value: str = "canary") -> dict:
                           "name": f"dr-{index}"}]}]}}
 
 
-def wait_converged(custom, namespace: str, count: int, generation: int, value: str, timeout: float) -> float:
+class StatusWatch:
+    """Every TrafficRouting's (phase, observedGeneration), kept by one list and then a watch in a thread, so
+    waiting for convergence costs the API server a few events instead of a full list every poll (at 10,000
+    objects, polling with lists took a visible share of the 2 cores the controller runs on)."""
+
+    def __init__(self, api, namespace: str):
+        from kubernetes import client
+        self.custom, self.namespace = client.CustomObjectsApi(api), namespace
+        self.status: dict[str, tuple] = {}
+        self.changed = threading.Condition()
+        self.stopped = False
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self._follow()
+        except Exception:  # the API server stops at the end of a size: the watch breaks then
+            if not self.stopped:
+                raise
+
+    def _follow(self) -> None:
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+        args = ("rollouts.kruise.io", "v1alpha1", self.namespace, "trafficroutings")
+        while not self.stopped:
+            listing = self.custom.list_namespaced_custom_object(*args)
+            with self.changed:
+                self.status = {tr["metadata"]["name"]: self._key(tr) for tr in listing["items"]}
+                self.changed.notify_all()
+            try:
+                for event in watch.Watch().stream(self.custom.list_namespaced_custom_object, *args,
+                                                  resource_version=listing["metadata"]["resourceVersion"],
+                                                  timeout_seconds=300, allow_watch_bookmarks=False):
+                    tr = event["object"]
+                    with self.changed:
+                        if event["type"] == "DELETED":
+                            self.status.pop(tr["metadata"]["name"], None)
+                        elif event["type"] in ("ADDED", "MODIFIED"):
+                            self.status[tr["metadata"]["name"]] = self._key(tr)
+                        self.changed.notify_all()
+                    if self.stopped:
+                        return
+            except ApiException as error:  # 410 Gone: list again
+                if error.status != 410:
+                    raise
+
+    @staticmethod
+    def _key(tr: dict) -> tuple:
+        status = tr.get("status") or {}
+        return status.get("phase"), status.get("observedGeneration")
+
+    def wait(self, count: int, generation: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while sum(1 for key in self.status.values() if key == ("Progressing", generation)) < count:
+                if not self.changed.wait(max(0.0, deadline - time.monotonic())) and time.monotonic() > deadline:
+                    raise SystemExit(f"not converged after {timeout}s")
+
+
+def wait_converged(watcher: StatusWatch, custom, namespace: str, count: int, generation: int, value: str,
+                   timeout: float) -> float:
+    """Seconds until every TrafficRouting is Progressing for ``generation`` and every VirtualService carries
+    the lane for ``value`` (the status is written after the objects, so one list of them usually suffices)."""
     start = time.monotonic()
+    watcher.wait(count, generation, timeout)
     while time.monotonic() - start < timeout:
-        items = custom.list_namespaced_custom_object("rollouts.kruise.io", "v1alpha1", namespace,
-                                                     "trafficroutings")["items"]
-        done = sum(1 for tr in items if (tr.get("status") or {}).get("phase") == "Progressing"
-                   and tr["status"].get("observedGeneration") == generation)
-        if done == count:
-            services = custom.list_namespaced_custom_object("networking.istio.io", "v1beta1", namespace,
-                                                            "virtualservices")["items"]
-            routed = sum(1 for vs in services if (vs["spec"]["http"][0].get("match") or [{}])[0]
-                         .get("headers", {}).get("x-gray", {}).get("exact") == value)
-            if routed == count:
-                return time.monotonic() - start
-        time.sleep(max(0.25, count / 2000))  # each poll lists every object: keep its load on the server small
+        services = custom.list_namespaced_custom_object("networking.istio.io", "v1beta1", namespace,
+                                                        "virtualservices")["items"]
+        routed = sum(1 for vs in services if (vs["spec"]["http"][0].get("match") or [{}])[0]
+                     .get("headers", {}).get("x-gray", {}).get("exact") == value)
+        if routed == count:
+            return time.monotonic() - start
+        time.sleep(1)
     raise SystemExit(f"not converged after {timeout}s")
+
+
+def in_parallel(env: kubeenv.KubeEnv, calls, threads: int = 8) -> None:
+    """Run ``call(custom_objects_api)`` for every call on ``threads`` clients, so the benchmark's own client is
+    not what limits creating 30,000 objects or changing 10,000 strategies."""
+    from kubernetes import client
+    local = threading.local()
+    clients = []
+
+    def run(call):
+        if not hasattr(local, "custom"):
+            local.api = env.api_client()
+            clients.append(local.api)
+            local.custom = client.CustomObjectsApi(local.api)
+        call(local.custom)
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            for future in [pool.submit(run, call) for call in calls]:
+                future.result()
+    finally:
+        for api in clients:
+            api.close()
 
 
 def requests_by_controller(env: kubeenv.KubeEnv, since: str, until: str = "~") -> collections.Counter:
@@ -112,20 +195,37 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def run_size(count: int, workers: int, qps: float, burst: int) -> dict:
+def creations(namespace: str, count: int) -> list:
+    calls = []
+    for index in range(count):
+        for body in objects(namespace, index):
+            calls.append(lambda custom, body=body: custom.create_namespaced_custom_object(
+                "networking.istio.io", "v1beta1", namespace, body["kind"].lower() + "s", body))
+        calls.append(lambda custom, index=index: custom.create_namespaced_custom_object(
+            "rollouts.kruise.io", "v1alpha1", namespace, "trafficroutings", routing(namespace, index)))
+    return calls
+
+
+def strategy_changes(namespace: str, count: int, value: str) -> list:
+    """One merge patch of ``spec.strategy`` per TrafficRouting (one request, as ``kubectl patch`` sends)."""
+    return [lambda custom, index=index: custom.patch_namespaced_custom_object(
+        "rollouts.kruise.io", "v1alpha1", namespace, "trafficroutings", f"tr-{index}",
+        {"spec": {"strategy": routing(namespace, index, value)["spec"]["strategy"]}},
+        _content_type="application/merge-patch+json") for index in range(count)]
+
+
+def run_size(count: int, workers: int, qps: float, burst: int, idle_seconds: float = IDLE_SECONDS) -> dict:
     from kubernetes import client
     env = kubeenv.start(audit_policy=AUDIT_EVERYTHING)
     controller = None
     try:
         namespace = env.create_namespace("bench-")
+        t0 = time.monotonic()
+        in_parallel(env, creations(namespace, count))
+        setup = time.monotonic() - t0
         with env.api_client() as api:
             custom = client.CustomObjectsApi(api)
-            for index in range(count):
-                for body in objects(namespace, index):
-                    custom.create_namespaced_custom_object("networking.istio.io", "v1beta1", namespace,
-                                                           body["kind"].lower() + "s", body)
-                custom.create_namespaced_custom_object("rollouts.kruise.io", "v1alpha1", namespace,
-                                                       "trafficroutings", routing(namespace, index))
+            watcher = StatusWatch(env.api_client(), namespace)
             log = Path(tempfile.mkdtemp(prefix="bench-controller-")) / "controller.log"
             command = [str(Path(sys.executable).parent / "graylane"), "controller", "--kubeconfig",
                        str(env.kubeconfig), "--context", env.context, "-n", namespace, "--workers", str(workers),
@@ -133,30 +233,29 @@ def run_size(count: int, workers: int, qps: float, burst: int) -> dict:
             cold_start = now()
             controller = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT,
                                           env=dict(os.environ), preexec_fn=kubeenv._die_with_parent)
-            cold = wait_converged(custom, namespace, count, 1, "canary", 3600)
+            cold = wait_converged(watcher, custom, namespace, count, 1, "canary", 3600)
+            time.sleep(2)
             cold_requests = requests_by_controller(env, cold_start)
 
             change_start = now()
             t0 = time.monotonic()
-            for index in range(count):
-                body = custom.get_namespaced_custom_object("rollouts.kruise.io", "v1alpha1", namespace,
-                                                           "trafficroutings", f"tr-{index}")
-                body["spec"]["strategy"] = routing(namespace, index, "gray")["spec"]["strategy"]
-                custom.replace_namespaced_custom_object("rollouts.kruise.io", "v1alpha1", namespace,
-                                                        "trafficroutings", f"tr-{index}", body)
+            in_parallel(env, strategy_changes(namespace, count, "gray"))
             edits = time.monotonic() - t0
-            change = wait_converged(custom, namespace, count, 2, "gray", 3600)
+            change = wait_converged(watcher, custom, namespace, count, 2, "gray", 3600)
             time.sleep(2)
             change_requests = requests_by_controller(env, change_start)
 
             idle_start = now()
-            time.sleep(IDLE_SECONDS)
+            time.sleep(idle_seconds)
             idle_requests = requests_by_controller(env, idle_start)
             rss = peak_rss_mib(controller.pid)
-        return {"count": count, "workers": workers, "qps": qps, "burst": burst, "cold": cold,
-                "cold_requests": sum(cold_requests.values()), "edits": edits, "change": change,
-                "change_requests": sum(change_requests.values()), "change_verbs": dict(change_requests),
-                "idle_requests": sum(v for k, v in idle_requests.items() if k != "watch"), "rss": rss}
+            watcher.stopped = True
+        return {"count": count, "workers": workers, "qps": qps, "burst": burst, "setup": setup, "cold": cold,
+                "cold_requests": sum(cold_requests.values()), "cold_verbs": dict(cold_requests), "edits": edits,
+                "change": change, "change_requests": sum(change_requests.values()),
+                "change_verbs": dict(change_requests), "log": str(log),
+                "idle_requests": sum(v for k, v in idle_requests.items() if k != "watch"), "idle": idle_seconds,
+                "rss": rss}
     finally:
         if controller is not None and controller.poll() is None:
             controller.send_signal(signal.SIGTERM)
@@ -165,38 +264,45 @@ def run_size(count: int, workers: int, qps: float, burst: int) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| TrafficRoutings | workers | QPS/burst | cold start s | requests/TR | change s (after last edit) "
-             "| requests/TR | idle requests/s | peak RSS MiB |",
+    lines = ["| TrafficRoutings | workers | QPS/burst | cold start s | requests/TR | strategy change s (from the "
+             "first edit; edits took) | requests/TR | idle requests/s | peak RSS MiB |",
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r['count']:,} | {r['workers']} | {r['qps']:g}/{r['burst']} | {r['cold']:.1f} "
-                     f"| {r['cold_requests'] / r['count']:.2f} | {r['change']:.1f} "
-                     f"| {r['change_requests'] / r['count']:.2f} | {r['idle_requests'] / IDLE_SECONDS:.2f} "
+        limit = f"{r['qps']:g}/{r['burst']}" if r["qps"] > 0 else "no limit"
+        lines.append(f"| {r['count']:,} | {r['workers']} | {limit} | {r['cold']:.1f} "
+                     f"| {r['cold_requests'] / r['count']:.2f} | {r['edits'] + r['change']:.1f} ({r['edits']:.1f}) "
+                     f"| {r['change_requests'] / r['count']:.2f} | {r['idle_requests'] / r['idle']:.2f} "
                      f"| {r['rss']:.0f} |")
     return "\n".join(lines)
 
 
-def main() -> int:
+MATRIX_WORKERS = (1, 4, 8)
+MATRIX_LIMITS = ((20.0, 30), (100.0, 200), (0.0, 1))  # QPS/burst; QPS 0 is no limit
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="200,1000,3000,10000")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--qps", type=float, default=100.0)
     parser.add_argument("--burst", type=int, default=200)
+    parser.add_argument("--idle", type=float, default=IDLE_SECONDS, help="seconds of idle load measured")
     parser.add_argument("--matrix", action="store_true",
-                        help="for each count, also workers 1 and 8, and QPS 20/30 and unlimited")
-    args = parser.parse_args()
+                        help="for each count, workers 1/4/8 x QPS/burst 20/30, 100/200 and no limit "
+                             "(instead of --workers/--qps/--burst)")
+    args = parser.parse_args(argv)
     rows = []
     for count in (int(c) for c in args.counts.split(",")):
         settings = [(args.workers, args.qps, args.burst)]
         if args.matrix:
-            settings += [(1, args.qps, args.burst), (8, args.qps, args.burst), (args.workers, 20.0, 30),
-                         (args.workers, 0.0, 1)]
+            settings = [(workers, qps, burst) for workers in MATRIX_WORKERS for qps, burst in MATRIX_LIMITS]
         for workers, qps, burst in settings:
-            row = run_size(count, workers, qps, burst)
+            row = run_size(count, workers, qps, burst, args.idle)
             rows.append(row)
-            print(f"{count} TrafficRoutings, {workers} workers, QPS {qps:g}/{burst}: cold {row['cold']:.1f}s "
-                  f"({row['cold_requests']} requests), change {row['change']:.1f}s ({row['change_verbs']}), idle "
-                  f"{row['idle_requests']} requests in {IDLE_SECONDS}s, peak RSS {row['rss']:.0f} MiB",
+            print(f"{count} TrafficRoutings, {workers} workers, QPS {qps:g}/{burst}: objects created in "
+                  f"{row['setup']:.1f}s; cold {row['cold']:.1f}s ({row['cold_verbs']}), change: edits "
+                  f"{row['edits']:.1f}s + {row['change']:.1f}s ({row['change_verbs']}), idle {row['idle_requests']}"
+                  f" requests in {args.idle:g}s, peak RSS {row['rss']:.0f} MiB; log {row['log']}",
                   file=sys.stderr, flush=True)
     print(table(rows))
     return 0

@@ -6,7 +6,14 @@
 Runs each command many times (after warm-up runs, as hyperfine does) and prints mean, median, min and
 standard deviation, and the overhead: the command's median minus the median of ``python -c pass`` measured
 in the same run with the same interpreter. ``--importtime`` adds the slowest imports of each command
-(``python -X importtime``, cumulative microseconds). A benchmark, not a test: it asserts nothing.
+(``python -X importtime``, cumulative microseconds). ``--against DIR`` adds the same commands run from another
+checkout (``PYTHONPATH=DIR``; e.g. a worktree of main) for a before/after in one run. A benchmark, not a
+test: it asserts nothing.
+
+The commands run as a user's would, with bytecode caches: ``PYTHONDONTWRITEBYTECODE`` (set in some
+environments, this project's sessions among them) is dropped and the caches go to a temporary
+``PYTHONPYCACHEPREFIX``, written by the warm-up runs. Without them every run compiles graylane's ~50 modules
+from source, which cost about 100 ms more per command on the project machine.
 """
 from __future__ import annotations
 
@@ -31,6 +38,7 @@ spec:
   - service: reviews
     customNetworkRefs:
     - {apiVersion: networking.istio.io/v1beta1, kind: VirtualService, name: reviews}
+    - {apiVersion: networking.istio.io/v1beta1, kind: DestinationRule, name: reviews}
   strategy: {weight: 5}
 ---
 apiVersion: networking.istio.io/v1beta1
@@ -41,6 +49,14 @@ spec:
   http:
   - route:
     - destination: {host: reviews}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  subsets:
+  - {name: stable, labels: {version: v1}}
 """
 TARGET = 0.150
 
@@ -54,13 +70,23 @@ def graylane_command() -> list[str]:
     return [found]
 
 
-def timed_runs(command: list[str], runs: int, warmup: int) -> tuple[list[float], list[float]]:
+def command_environment(pycache: str, pythonpath: str | None = None) -> dict[str, str]:
+    """The environment a user's shell would give: bytecode caches on (in ``pycache``)."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
+    environment["PYTHONPYCACHEPREFIX"] = pycache
+    if pythonpath:
+        environment["PYTHONPATH"] = pythonpath
+    return environment
+
+
+def timed_runs(command: list[str], runs: int, warmup: int,
+               environment: dict[str, str] | None = None) -> tuple[list[float], list[float]]:
     """Wall-clock seconds and CPU seconds (user + system, which other load on the machine disturbs less)."""
     walls, cpus = [], []
     for index in range(warmup + runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        completed = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        completed = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment)
         elapsed = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if completed.returncode != 0:
@@ -71,11 +97,11 @@ def timed_runs(command: list[str], runs: int, warmup: int) -> tuple[list[float],
     return walls, cpus
 
 
-def slowest_imports(command: list[str], count: int = 8) -> list[tuple[int, str]]:
+def slowest_imports(command: list[str], environment: dict[str, str], count: int = 8) -> list[tuple[int, str]]:
     """(cumulative µs, module) of the slowest top-level imports, from ``-X importtime``."""
     script = command[0]
     completed = subprocess.run([sys.executable, "-X", "importtime", script, *command[1:]],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment)
     rows = []
     for line in completed.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
@@ -86,25 +112,30 @@ def slowest_imports(command: list[str], count: int = 8) -> list[tuple[int, str]]
     return sorted(rows, reverse=True)[:count]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--importtime", action="store_true", help="also list the slowest imports")
-    args = parser.parse_args()
+    parser.add_argument("--against", metavar="DIR", help="also run the commands from this checkout (PYTHONPATH)")
+    args = parser.parse_args(argv)
 
     graylane = graylane_command()
     with tempfile.TemporaryDirectory() as tmp:
         small = Path(tmp) / "small.yaml"
         small.write_text(SMALL_INPUT, encoding="utf-8")
-        cases = [("python -c pass (baseline)", [sys.executable, "-c", "pass"]),
-                 ("graylane --help", [*graylane, "--help"]),
-                 ("graylane render -f small.yaml", [*graylane, "render", "-f", str(small)]),
-                 ("graylane version", [*graylane, "version"])]
+        here = command_environment(str(Path(tmp) / "pycache"))
+        cases = [("python -c pass (baseline)", [sys.executable, "-c", "pass"], here)]
+        commands = [("graylane --help", ["--help"]), ("graylane render -f small.yaml", ["render", "-f", str(small)]),
+                    ("graylane version", ["version"])]
+        cases += [(label, [*graylane, *rest], here) for label, rest in commands]
+        if args.against:
+            there = command_environment(str(Path(tmp) / "pycache-against"), str(Path(args.against).resolve()))
+            cases += [(f"{label} ({args.against})", [*graylane, *rest], there) for label, rest in commands]
         results = []
-        for label, command in cases:
-            walls, cpus = timed_runs(command, args.runs, args.warmup)
-            results.append((label, command, walls, cpus))
+        for label, command, environment in cases:
+            walls, cpus = timed_runs(command, args.runs, args.warmup, environment)
+            results.append((label, command, walls, cpus, environment))
 
         base_wall, base_cpu = statistics.median(results[0][2]), statistics.median(results[0][3])
         print(f"{args.runs} runs each after {args.warmup} warm-up runs; {os.cpu_count()} CPUs, load average "
@@ -112,7 +143,7 @@ def main() -> int:
         print()
         print("| command | wall median | wall min | wall stdev | CPU median | overhead: wall | overhead: CPU |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-        for label, _command, walls, cpus in results:
+        for label, _command, walls, cpus, _environment in results:
             wall, cpu = statistics.median(walls), statistics.median(cpus)
             overheads = ["", ""] if label.startswith("python") else [
                 f"{(value - base) * 1000:.0f} ms{'' if value - base < TARGET else ' (over 150 ms)'}"
@@ -120,9 +151,9 @@ def main() -> int:
             print(f"| `{label}` | {wall * 1000:.1f} ms | {min(walls) * 1000:.1f} ms | "
                   f"{statistics.stdev(walls) * 1000:.1f} ms | {cpu * 1000:.1f} ms | {overheads[0]} | {overheads[1]} |")
         if args.importtime:
-            for label, command, _walls, _cpus in results[1:]:
+            for label, command, _walls, _cpus, environment in results[1:]:
                 print(f"\nslowest imports of `{label}` (cumulative):")
-                for micros, name in slowest_imports(command):
+                for micros, name in slowest_imports(command, environment):
                     print(f"  {micros / 1000:7.1f} ms  {name}")
     return 0
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Optional
 
-import re2
+
+def _re2() -> Any:
+    import re2  # imported on the first regex a command meets (start-up time: most inputs have none)
+
+    return re2
 
 
 @lru_cache(maxsize=1024)
 def _compile_re2(pattern: str) -> Any:
+    re2 = _re2()
     options = re2.Options()
     options.log_errors = False  # RE2 would otherwise log every rejected pattern on stderr
     return re2.compile(pattern, options)
@@ -18,7 +23,7 @@ def re2_error(pattern: str) -> Optional[str]:
     """Why ``pattern`` is not valid RE2 (what Envoy uses), or None when it is."""
     try:
         _compile_re2(pattern)
-    except re2.error as exc:
+    except _re2().error as exc:
         reason = exc.args[0] if exc.args else exc
         return reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
     except (TypeError, ValueError) as exc:

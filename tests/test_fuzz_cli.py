@@ -427,6 +427,17 @@ def test_wrong_types_name_file_document_and_field(kind, path, value):
             check(argv, text)
 
 
+def test_argo_rollout_of_wrong_types_is_a_clear_error():
+    # found by the long fuzz run: simulate read an Argo Rollout's template without its types checked (traceback)
+    stream = [d for path in sorted((REPO / "samples" / "argo-rollouts" / "host-level").glob("*.yaml"))
+              for d in _documents(path)]
+    assert any(d.get("kind") == "Rollout" and _set(d, ("spec", "template"), "x") for d in stream)
+    text = yaml.safe_dump_all(stream, sort_keys=False)
+    for argv in (["simulate", "-f", "-", "--request", "GET http://gateway.example.com/"], ["render", "-f", "-"]):
+        status, _stdout, stderr = check(argv, text)
+        assert status == 1 and "spec.template: must be a map, got a string" in stderr, stderr
+
+
 def test_odd_script_test_trees(tmp_path):
     vs = tmp_path / "a" / "networking.istio.io" / "VirtualService"
     (vs / "testdata" / "x.yaml").mkdir(parents=True)  # before: a directory named like a case crashed

@@ -37,6 +37,7 @@ KUBERNETES_SHAPES: dict[str, dict] = {
             "targetPort": {"type": ["integer", "string"]}, "appProtocol": {"type": "string"}}}}}}}},
     "Deployment": _WORKLOAD, "StatefulSet": _WORKLOAD, "DaemonSet": _WORKLOAD, "ReplicaSet": _WORKLOAD,
     "CloneSet": _WORKLOAD,
+    "Rollout": _WORKLOAD,  # Argo's (argoproj.io): Kruise's has its own schema, which _shape_for finds first
     "Pod": {"type": "object", "properties": {"spec": {"type": "object"}}},
     "Ingress": {"type": "object", "properties": {"spec": {"type": "object", "properties": {
         "ingressClassName": {"type": "string"}, "defaultBackend": _BACKEND,

@@ -132,6 +132,7 @@ class Controller:
         self.stopping = threading.Event()
         self._lock = threading.Condition()
         self._claims: dict[ObjectKey, Key] = {}      # network object -> the TrafficRouting that routes it
+        self._claimed: dict[Key, set] = defaultdict(set)  # and back (scanning _claims per reconcile was O(N))
         self._written: dict[ObjectKey, deque] = defaultdict(lambda: deque(maxlen=4))  # resourceVersions we wrote
         self._latest: dict[ObjectKey, dict] = {}     # what we wrote, until the cache has caught up with it
         self._in_flight: dict[ObjectKey, int] = defaultdict(int)  # objects being written right now
@@ -528,11 +529,17 @@ class Controller:
                 if owner is not None and owner != key:
                     return (f"{target.describe()} is already routed by TrafficRouting {owner[0]}/{owner[1]}; "
                             "one object can follow only one routing")
-            for object_key in [k for k, owner in self._claims.items() if owner == key]:
-                del self._claims[object_key]
+            self._unclaim(key)
             for target in targets:
                 self._claims[target.key] = key
+                self._claimed[key].add(target.key)
         return None
+
+    def _unclaim(self, key: Key) -> None:
+        """(With the lock held.) Forget what ``key`` routes."""
+        for object_key in self._claimed.pop(key, ()):
+            if self._claims.get(object_key) == key:
+                del self._claims[object_key]
 
     def _owned(self, key: Key, targets: list[Target]) -> list[Target]:
         with self._lock:
@@ -548,8 +555,7 @@ class Controller:
     def _release(self, key: Key) -> bool:
         """Forget a TrafficRouting that is gone."""
         with self._lock:
-            for object_key in [k for k, owner in self._claims.items() if owner == key]:
-                del self._claims[object_key]
+            self._unclaim(key)
             self._last_drift.pop(key, None)
         return True
 

@@ -1,0 +1,1 @@
+"""graylane's benchmarks: ``python -m benchmarks`` runs them all (see __main__.py); each also runs alone."""
