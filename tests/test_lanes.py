@@ -466,6 +466,8 @@ def test_an_argo_host_level_split_whose_stable_service_is_not_named_like_the_can
     result = graylane("render", "-f", str(tmp_path), "-o", "json")
     assert result.returncode == 0, result.stderr
     assert [e["weight"] for e in json.loads(result.stdout)["spec"]["http"][0]["route"]] == [90, 10]
+    simulated = graylane("simulate", "-f", str(tmp_path), "--request", "GET http://shop.example.com/pay")
+    assert "LEAK" not in simulated.stdout and "captures" not in simulated.stdout, simulated.stdout
 
 
 def test_a_header_route_to_an_argo_canary_that_catches_another_services_requests_still_leaks(graylane, tmp_path):

@@ -181,8 +181,9 @@ class Applier:
 
     def _run(self, target: Target, original: OriginalState) -> OriginalState:
         assert self.engine is not None
+        # the script gets a serialised copy in the worker, so the original needs no copy of its own here
         result = self.engine.run_network_script(resource_key(target.api_version, target.kind),
-                                                copy.deepcopy(original), target.strategy, target.stable_service,
+                                                original, target.strategy, target.stable_service,
                                                 target.canary_service)
         return OriginalState(result.spec, dict(result.labels or {}), dict(result.annotations or {}))
 

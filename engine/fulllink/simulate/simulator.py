@@ -18,7 +18,7 @@ from typing import Any, Optional
 from engine.fulllink.chain import Call
 from engine.documents import Document
 from engine.fulllink.envoy import EnvoyLuaEmulator, HttpRequest, shared_emulator
-from engine.checks.analyzers.lanes import find_leaks, lane_service
+from engine.checks.analyzers.lanes import find_leaks, lane_service, release_canaries
 from engine.checks.workloads import looks_like_workload
 from engine.errors import InvalidInputError
 from engine.routing.hosts import fqdn, how_to_write, is_service_host, request_service_key, service_key
@@ -448,7 +448,7 @@ def _labels_text(labels: dict) -> str:
 
 def lane_reports(documents: list, namespace: str = "default") -> list[LaneReport]:
     """Every lane in the VirtualServices of ``documents`` and the other services' traffic each captures."""
-    reports = []
+    reports, canaries = [], release_canaries(documents)
     for document in documents:
         if document.group != ISTIO or document.kind != "VirtualService":
             continue
@@ -456,12 +456,12 @@ def lane_reports(documents: list, namespace: str = "default") -> list[LaneReport
         own = document.namespace or namespace
         lanes: dict = {}
         for index, rule in enumerate(spec.get("http") or []):
-            service = lane_service(rule, own) if isinstance(rule, dict) else None
+            service = lane_service(rule, own, canaries) if isinstance(rule, dict) else None
             if service is not None:
                 lanes.setdefault(service, []).append(index)
         if not lanes:
             continue
-        leaks = find_leaks(spec, own)
+        leaks = find_leaks(spec, own, canaries)
         for service, rules in lanes.items():
             reports.append(LaneReport(f"{own}/{document.name}", f"{service[1] or own}/{service[0]}", rules,
                                       [(leak.rule, leak.describe(own)) for leak in leaks if leak.service == service]))
