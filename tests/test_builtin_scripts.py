@@ -42,8 +42,8 @@ HOSTS = {"short": "reviews", "fqdn": "reviews.bookinfo.svc.cluster.local", "ns":
          "external": "reviews.example.com", "wildcard-vs-host": "reviews"}
 
 
-def _host_forms_input() -> list[dict]:
-    refs = [{"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService", "name": name} for name in HOSTS]
+def _host_forms_input(names=tuple(HOSTS)) -> list[dict]:
+    refs = [{"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService", "name": name} for name in names]
     rollout = {"apiVersion": "rollouts.kruise.io/v1beta1", "kind": "Rollout",
                "metadata": {"name": "reviews", "namespace": "bookinfo"},
                "spec": {"workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "reviews"},
@@ -53,16 +53,18 @@ def _host_forms_input() -> list[dict]:
                  "metadata": {"name": name, "namespace": "bookinfo"},
                  "spec": {"hosts": ["*.bookinfo.svc.cluster.local" if name == "wildcard-vs-host" else "reviews"],
                           "http": [{"route": [{"destination": {"host": host}}]}]}}
-                for name, host in HOSTS.items()]
+                for name, host in HOSTS.items() if name in names]
     return [rollout, *services]
 
 
-def test_render_splits_the_host_forms_istio_resolves_and_leaves_the_others(tmp_path):
+def test_render_splits_the_host_forms_istio_resolves_and_refuses_the_others(tmp_path):
     """Weights split the routes whose host Istio resolves to Service reviews (the short name, in the
-    VirtualService's namespace, and the FQDN; the canary host written in the same form) and leave reviews.bookinfo,
-    reviews.bookinfo.svc and an external host alone. Kruise's obj carries no namespace, so the script does not tell
-    another namespace's FQDN apart (validate does: GL0302 when no route is the Rollout's Service)."""
-    (tmp_path / "in.yaml").write_text(yaml.safe_dump_all(_host_forms_input()))
+    VirtualService's namespace, and the FQDN; the canary host written in the same form); a VirtualService whose only
+    route is reviews.bookinfo, reviews.bookinfo.svc or an external host routes no Service reviews, so render refuses
+    it, as validate reports it (GL0302). Kruise's obj carries no namespace, so the script does not tell another
+    namespace's FQDN apart (validate does: GL0302 when no route is the Rollout's Service)."""
+    resolved = ("short", "fqdn", "wildcard-vs-host", "other-namespace")
+    (tmp_path / "in.yaml").write_text(yaml.safe_dump_all(_host_forms_input(resolved)))
     result = run_graylane("render", "-f", str(tmp_path / "in.yaml"), "-o", "json", "--force")
     assert result.returncode == 0, result.stderr
     routes = {item["metadata"]["name"]: item["spec"]["http"][0]["route"] for item in json.loads(result.stdout)["items"]
@@ -74,7 +76,15 @@ def test_render_splits_the_host_forms_istio_resolves_and_leaves_the_others(tmp_p
     assert routes["short"] == routes["wildcard-vs-host"] == split("reviews", "reviews-canary")
     assert routes["fqdn"] == split("reviews.bookinfo.svc.cluster.local", "reviews-canary.bookinfo.svc.cluster.local")
     for literal in ("ns", "svc", "external"):
-        assert routes[literal] == [{"destination": {"host": HOSTS[literal]}}], routes[literal]
+        (tmp_path / f"{literal}.yaml").write_text(yaml.safe_dump_all(_host_forms_input((literal,))))
+        refused = run_graylane("render", "-f", str(tmp_path / f"{literal}.yaml"), "--force")
+        assert refused.returncode == 1 and refused.stdout == ""
+        assert (f"VirtualService bookinfo/{literal}: script builtin:networking.istio.io/VirtualService/"
+                "trafficRouting.lua") in refused.stderr
+        assert "no route of this VirtualService sends traffic to service reviews" in refused.stderr
+        if literal != "external":
+            assert f"Istio takes host {HOSTS[literal]} literally" in refused.stderr
+    (tmp_path / "in.yaml").write_text(yaml.safe_dump_all(_host_forms_input()))
     validated = json.loads(run_graylane("validate", "-f", str(tmp_path / "in.yaml"), "-o", "json").stdout)
     assert {f["object"] for f in validated if f["code"] == "GL0510"} == {
         "VirtualService bookinfo/ns", "VirtualService bookinfo/svc"}

@@ -33,7 +33,8 @@ FIXES = {
                            "per stable destination and scales the weights again for each)",
     "existing-canary-updated": "an existing canary destination or subset is updated, not duplicated; a "
                                "DestinationRule without subsets gets the list",
-    "refuse-unrouted-service": "a VirtualService with no http route to the service is refused for matches",
+    "refuse-unrouted-service": "a VirtualService with no route to the service is refused (Kruise returns it "
+                               "unchanged, so the release shifts nothing; validate reports GL0302)",
     "refuse-unreachable-service": "a VirtualService whose http routes to the service all come after a rule "
                                   "taking every request is refused for matches",
     "lane-rules-scoped": "lane rules are placed before each rule that routes to the stable service and scoped "
@@ -444,8 +445,9 @@ def explain(original: dict, strategy: dict, graylane: Optional[dict], graylane_e
     if graylane_error is not None:
         http = original_spec.get("http") or []
         first_stable = next((i for i, r in enumerate(http) if _routes_to_stable(r, stable, canary)), None)
-        if strategy["matches"] and "sends traffic to service" in graylane_error \
-                and not any(_routes_to(r, stable) for r in http):
+        if "sends traffic to service" in graylane_error \
+                and not any(_routes_to(r, stable) for protocol in ("http", "tcp", "tls")
+                            for r in original_spec.get(protocol) or []):
             verdict.fixes.add("refuse-unrouted-service")
         elif strategy["matches"] and first_stable is not None and any(_catches_all(r) for r in http[:first_stable]) \
                 and f"the http routes to service {stable} come after http[" in graylane_error \

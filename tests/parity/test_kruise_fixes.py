@@ -158,12 +158,12 @@ def test_a_host_istio_takes_literally_left_alone_is_recognised():
 
 def test_a_matches_refusal_naming_the_fqdn_is_recognised_and_one_without_it_is_not():
     strategy = {**WEIGHT, "weight": None, "matches": 1}
-    said = ("no http route of this VirtualService sends traffic to service reviews (Istio takes host reviews.default "
+    said = ("no route of this VirtualService sends traffic to service reviews (Istio takes host reviews.default "
             "literally, so it names no Service: write reviews.default.svc.cluster.local, or the short name reviews "
             "in the Service's namespace)")
     verdict = explain(NAMESPACED, strategy, None, said, namespaced_kruise())
     assert verdict.ok and verdict.fixes == {"istio-host-resolution"}
-    bare = "no http route of this VirtualService sends traffic to service reviews"
+    bare = "no route of this VirtualService sends traffic to service reviews"
     assert not explain(NAMESPACED, strategy, None, bare, namespaced_kruise()).ok
 
 

@@ -805,6 +805,34 @@ local function catchesAll(rule)
   return false
 end
 
+-- Refuses a VirtualService none of whose routes (of ``protocols``) sends traffic to the stable service: the
+-- release would change nothing (validate's GL0302), so graylane says so where Kruise goes on silently.
+local function unrouted(what, protocols)
+  local hint = ""
+  for _, protocol in ipairs(protocols) do
+    for _, rule in ipairs(type(spec[protocol]) == "table" and spec[protocol] or {}) do
+      for _, route in ipairs(type(rule) == "table" and type(rule.route) == "table" and rule.route or {}) do
+        local host = type(route) == "table" and type(route.destination) == "table" and route.destination.host
+        local full = hint == "" and unexpandedForm(host, stable)
+        if full then
+          hint = " (Istio takes host " .. host .. " literally, so it names no Service: write " .. full ..
+            ", or the short name " .. stable .. " in the Service's namespace)"
+        end
+      end
+    end
+  end
+  error("no " .. (what ~= "" and what .. " " or "") .. "route of this VirtualService sends traffic to service " .. stable .. hint)
+end
+
+local function routesStableAnywhere()
+  for _, protocol in ipairs({"http", "tcp", "tls"}) do
+    for _, rule in ipairs(type(spec[protocol]) == "table" and spec[protocol] or {}) do
+      if routesToStable(rule) then return true end
+    end
+  end
+  return false
+end
+
 local function insertLaneRules(matches)
   if spec.http == nil then error("matches need http routes, but the VirtualService has no spec.http") end
   local laneMatches = {}
@@ -825,20 +853,7 @@ local function insertLaneRules(matches)
     result[#result + 1] = rule
     if catchAll == nil and catchesAll(rule) then catchAll = index end
   end
-  if scoped == 0 then
-    local hint = ""
-    for _, rule in ipairs(spec.http) do
-      for _, route in ipairs(type(rule) == "table" and type(rule.route) == "table" and rule.route or {}) do
-        local host = type(route) == "table" and type(route.destination) == "table" and route.destination.host
-        local full = hint == "" and unexpandedForm(host, stable)
-        if full then
-          hint = " (Istio takes host " .. host .. " literally, so it names no Service: write " .. full ..
-            ", or the short name " .. stable .. " in the Service's namespace)"
-        end
-      end
-    end
-    error("no http route of this VirtualService sends traffic to service " .. stable .. hint)
-  end
+  if scoped == 0 then unrouted("http", {"http"}) end
   if inserted == 0 then
     print("no lane rule inserted: every lane match contradicts the matches of the rules that route to " .. stable)
   end
@@ -846,6 +861,8 @@ local function insertLaneRules(matches)
 end
 
 local hasMatches = obj.matches ~= nil and #obj.matches > 0
+
+if not routesStableAnywhere() then unrouted("", {"http", "tcp", "tls"}) end
 
 if canaryWeight ~= -1 and not hasMatches then
   for _, protocol in ipairs({"http", "tcp", "tls"}) do
