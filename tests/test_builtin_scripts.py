@@ -60,10 +60,9 @@ def _host_forms_input(names=tuple(HOSTS)) -> list[dict]:
 def test_render_splits_the_host_forms_istio_resolves_and_refuses_the_others(tmp_path):
     """Weights split the routes whose host Istio resolves to Service reviews (the short name, in the
     VirtualService's namespace, and the FQDN; the canary host written in the same form); a VirtualService whose only
-    route is reviews.bookinfo, reviews.bookinfo.svc or an external host routes no Service reviews, so render refuses
-    it, as validate reports it (GL0302). Kruise's obj carries no namespace, so the script does not tell another
-    namespace's FQDN apart (validate does: GL0302 when no route is the Rollout's Service)."""
-    resolved = ("short", "fqdn", "wildcard-vs-host", "other-namespace")
+    route is reviews.bookinfo, reviews.bookinfo.svc, another namespace's FQDN or an external host routes no Service
+    reviews of the Rollout's namespace, so render refuses it, as validate reports it (GL0302)."""
+    resolved = ("short", "fqdn", "wildcard-vs-host")
     (tmp_path / "in.yaml").write_text(yaml.safe_dump_all(_host_forms_input(resolved)))
     result = run_graylane("render", "-f", str(tmp_path / "in.yaml"), "-o", "json", "--force")
     assert result.returncode == 0, result.stderr
@@ -75,14 +74,14 @@ def test_render_splits_the_host_forms_istio_resolves_and_refuses_the_others(tmp_
 
     assert routes["short"] == routes["wildcard-vs-host"] == split("reviews", "reviews-canary")
     assert routes["fqdn"] == split("reviews.bookinfo.svc.cluster.local", "reviews-canary.bookinfo.svc.cluster.local")
-    for literal in ("ns", "svc", "external"):
+    for literal in ("ns", "svc", "other-namespace", "external"):
         (tmp_path / f"{literal}.yaml").write_text(yaml.safe_dump_all(_host_forms_input((literal,))))
         refused = run_graylane("render", "-f", str(tmp_path / f"{literal}.yaml"), "--force")
         assert refused.returncode == 1 and refused.stdout == ""
         assert (f"VirtualService bookinfo/{literal}: script builtin:networking.istio.io/VirtualService/"
                 "trafficRouting.lua") in refused.stderr
         assert "no route of this VirtualService sends traffic to service reviews" in refused.stderr
-        if literal != "external":
+        if literal in ("ns", "svc"):
             assert f"Istio takes host {HOSTS[literal]} literally" in refused.stderr
     (tmp_path / "in.yaml").write_text(yaml.safe_dump_all(_host_forms_input()))
     validated = json.loads(run_graylane("validate", "-f", str(tmp_path / "in.yaml"), "-o", "json").stdout)

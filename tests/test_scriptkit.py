@@ -152,6 +152,7 @@ def test_script_input_and_render_show_input_print_the_exact_obj(workspace):
         "script": None,  # not written yet
         "obj": {"data": {"spec": {"backends": [{"service": "shop"}]}},
                 "canaryWeight": 10, "stableWeight": 90, "canaryService": "shop", "stableService": "shop",
+                "namespace": "prod",
                 "matches": [{"headers": [{"type": "Exact", "name": "X-Beta", "value": "yes"}]}],
                 "requestHeaderModifier": {"set": [{"name": "x-lane", "value": "gray"}]}},
     }]

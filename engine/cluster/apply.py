@@ -184,7 +184,7 @@ class Applier:
         # the script gets a serialised copy in the worker, so the original needs no copy of its own here
         result = self.engine.run_network_script(resource_key(target.api_version, target.kind),
                                                 original, target.strategy, target.stable_service,
-                                                target.canary_service)
+                                                target.canary_service, namespace=target.namespace)
         return OriginalState(result.spec, dict(result.labels or {}), dict(result.annotations or {}))
 
     def original(self, target: Target, live: dict) -> tuple[OriginalState, Optional[OriginalState]]:

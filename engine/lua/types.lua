@@ -44,6 +44,7 @@
 ---@field matches? graylane.Match[] requests that go to the canary
 ---@field canaryService string
 ---@field stableService string
+---@field namespace? string the object's namespace (graylane only; Kruise's obj has none)
 ---@field requestHeaderModifier? graylane.RequestHeaderModifier
 
 ---What a custom network script returns.

@@ -35,10 +35,12 @@ class Engine:
 
     def run_network_script(self, key: str, original: OriginalState, strategy: TrafficStrategy,
                            stable_service: str, canary_service: str,
-                           meanwhile: Optional[Callable[[], None]] = None) -> OriginalState:
-        """``meanwhile``: the caller's own work, done while the script runs in the worker process."""
-        return self.run_script_input(key, build_script_input(original, strategy, stable_service, canary_service),
-                                     meanwhile)
+                           meanwhile: Optional[Callable[[], None]] = None,
+                           namespace: Optional[str] = None) -> OriginalState:
+        """``meanwhile``: the caller's own work, done while the script runs in the worker process; ``namespace``:
+        the object's (see build_script_input)."""
+        return self.run_script_input(key, build_script_input(original, strategy, stable_service, canary_service,
+                                                             namespace), meanwhile)
 
     def run_script_input(self, key: str, obj: dict, meanwhile: Optional[Callable[[], None]] = None) -> OriginalState:
         """Run the network script for ``key`` on a prepared ``obj`` (see engine.routing.script_input)."""
@@ -184,7 +186,7 @@ def render_object(document: Document, strategy: TrafficStrategy, stable_service:
     stored: list[str] = []  # the original's JSON, encoded while the worker runs the script
     try:
         result = engine.run_network_script(key, original, strategy, stable_service, canary_service,
-                                           lambda: stored.append(encode_original(original)))
+                                           lambda: stored.append(encode_original(original)), document.namespace)
     except ScriptError as error:
         raise error.about(describe_input(document), describe_routing(routing))
     body = apply_result(document.body, result.spec, result.labels, result.annotations,

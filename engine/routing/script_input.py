@@ -39,8 +39,10 @@ class OriginalState:
 
 
 def build_script_input(original: OriginalState, strategy: TrafficStrategy, stable_service: str,
-                       canary_service: str) -> dict:
-    """``obj`` for a custom network resource script (``<group>/<Kind>/trafficRouting.lua``)."""
+                       canary_service: str, namespace: Optional[str] = None) -> dict:
+    """``obj`` for a custom network resource script (``<group>/<Kind>/trafficRouting.lua``). ``namespace``, the
+    object's (and so the services'), is graylane's addition to Kruise's ``obj``: with it the built-in script tells
+    ``reviews.<namespace>.svc.cluster.local`` from another namespace's Service of that name, as Istio does."""
     canary_weight = -1 if strategy.weight is None else strategy.weight
     obj: dict = {
         "data": original.to_data(),
@@ -49,6 +51,8 @@ def build_script_input(original: OriginalState, strategy: TrafficStrategy, stabl
         "canaryService": canary_service,
         "stableService": stable_service,
     }
+    if namespace:
+        obj["namespace"] = namespace
     return _with_routing_fields(obj, strategy)
 
 

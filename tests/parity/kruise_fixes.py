@@ -48,8 +48,9 @@ FIXES = {
     "weighted-canary-headers": "the weighted canary destination carries the requestHeaderModifier (Kruise applies "
                                "it to match rules only)",
     "istio-host-resolution": "a destination host name.ns or name.ns.svc is not the stable service (Istio takes a "
-                             "host with a dot literally, so it names no Service): weights leave it alone, matches "
-                             "are refused with the host to write (Kruise compares the first label)",
+                             "host with a dot literally, so it names no Service): weights leave it alone, and a "
+                             "VirtualService that routes the service only so is refused with the host to write "
+                             "(Kruise compares the first label)",
 }
 
 
@@ -427,10 +428,9 @@ def explain(original: dict, strategy: dict, graylane: Optional[dict], graylane_e
                 verdict.problems.append(diff)
             return verdict
     unexpanded = _unexpanded_stable_only(original_spec, stable) if original["kind"] == "VirtualService" else None
-    in_http = _unexpanded_stable_only({"http": original_spec.get("http") or []}, stable) if unexpanded else None
-    if unexpanded and not kruise.get("error") and (graylane_error is None or in_http):
-        if graylane_error is not None:  # matches refused: the http routes name the service only so
-            if strategy["matches"] and "sends traffic to service" in graylane_error and in_http in graylane_error:
+    if unexpanded and not kruise.get("error"):
+        if graylane_error is not None:  # refused: the routes name the service only so, and the error says how
+            if "sends traffic to service" in graylane_error and unexpanded in graylane_error:
                 verdict.fixes.add("istio-host-resolution")
             else:
                 verdict.problems.append(f"graylane failed: {graylane_error}; Kruise: ok")
@@ -445,9 +445,9 @@ def explain(original: dict, strategy: dict, graylane: Optional[dict], graylane_e
     if graylane_error is not None:
         http = original_spec.get("http") or []
         first_stable = next((i for i, r in enumerate(http) if _routes_to_stable(r, stable, canary)), None)
+        protocols = ("http",) if "no http route" in graylane_error else ("http", "tcp", "tls")
         if "sends traffic to service" in graylane_error \
-                and not any(_routes_to(r, stable) for protocol in ("http", "tcp", "tls")
-                            for r in original_spec.get(protocol) or []):
+                and not any(_routes_to(r, stable) for protocol in protocols for r in original_spec.get(protocol) or []):
             verdict.fixes.add("refuse-unrouted-service")
         elif strategy["matches"] and first_stable is not None and any(_catches_all(r) for r in http[:first_stable]) \
                 and f"the http routes to service {stable} come after http[" in graylane_error \

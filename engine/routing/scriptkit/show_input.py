@@ -33,9 +33,10 @@ class InputRecorder(Engine):
 
     def run_network_script(self, key: str, original: OriginalState, strategy: TrafficStrategy,
                            stable_service: str, canary_service: str,
-                           meanwhile: Optional[Callable[[], None]] = None) -> OriginalState:
+                           meanwhile: Optional[Callable[[], None]] = None,
+                           namespace: Optional[str] = None) -> OriginalState:
         self.recorded.append(_Recorded(key, build_script_input(original, strategy, stable_service,
-                                                               canary_service)))
+                                                               canary_service, namespace)))
         return copy.deepcopy(original)  # render puts it in its output; the recorded input keeps its own
 
     def run_ingress_script(self, class_type: str, annotations: dict, strategy: TrafficStrategy,

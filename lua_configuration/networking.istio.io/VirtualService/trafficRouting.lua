@@ -398,12 +398,15 @@ end
 -- Istio's host resolution: "reviews" (short, in the VirtualService's namespace, which is the Rollout's and its
 -- Service's) and "reviews.<namespace>.svc.cluster.local" name service reviews. Istio takes every other host with a
 -- dot literally, so "reviews.bookinfo" and "reviews.bookinfo.svc" name no Service and are not the stable service.
--- (Kruise's obj carries no namespace, so the namespace of the full form is not compared.)
+-- The full form's namespace must be the object's (obj.namespace, which graylane passes; Kruise's obj carries
+-- none, and then it is not compared): "reviews.other.svc.cluster.local" is another namespace's Service.
+local objectNamespace = type(obj.namespace) == "string" and obj.namespace ~= "" and obj.namespace or nil
 local sameServiceCache = {}
 local function sameServiceUncached(host, service)
   if host == service then return true end
-  return host:sub(1, #service + 1) == service .. "."
-    and host:sub(#service + 2):match("^[^.]+%.svc%.cluster%.local$") ~= nil
+  if host:sub(1, #service + 1) ~= service .. "." then return false end
+  local namespace = host:sub(#service + 2):match("^([^.]+)%.svc%.cluster%.local$")
+  return namespace ~= nil and (objectNamespace == nil or namespace == objectNamespace)
 end
 
 -- "name.ns" or "name.ns.svc" of the service: the full name Istio needs, else nil.
