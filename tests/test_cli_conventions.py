@@ -160,6 +160,27 @@ def test_dry_run_alone_means_client() -> None:
     assert parser.parse_args(["restore", "-f", "x", "--cluster", "--dry-run"]).dry_run == "client"
 
 
+def _subcommands(parser) -> dict:
+    import argparse
+
+    return next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def test_a_named_command_gets_the_same_parser_as_from_the_whole_one() -> None:
+    """main() builds only the named command's parser (start-up); the table it reads must name every command,
+    and each command's parser must be the one the whole parser has (same flags, same help)."""
+    from engine.cli.main import COMMAND_MODULES, build_parser
+
+    whole = _subcommands(build_parser())
+    assert set(whole) == {c for commands in COMMAND_MODULES.values() for c in commands}
+    for command, full in whole.items():
+        alone = _subcommands(build_parser(command=command))
+        assert alone[command].format_help() == full.format_help(), command
+    for args in (["restore", "-f", "x", "--cluster", "--dry-run"], ["render", "-f", "x", "--all-steps"]):
+        assert vars(build_parser(command=args[0]).parse_args(args)).keys() == vars(
+            build_parser().parse_args(args)).keys()
+
+
 # ------------------------------------------------------------------------------------- did you mean
 
 def test_a_near_miss_reference_gets_a_suggestion(tmp_path: Path) -> None:

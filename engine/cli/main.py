@@ -19,21 +19,23 @@ from engine.errors import GraylaneError
 USAGE_ERROR = 2
 
 # Each module adds its subcommands with register(subparsers); a handler returns the exit status.
-# Command modules import the wings inside their handlers, so building the parser stays cheap.
-COMMAND_MODULES = [
-    "engine.cli.render",
-    "engine.cli.test",
-    "engine.cli.cluster",  # after render: adds the cluster mode to its restore command
-    "engine.cli.validate",
-    "engine.cli.new",
-    "engine.cli.plan",
-    "engine.cli.color",
-    "engine.cli.chain",
-    "engine.cli.simulate",
-    "engine.cli.about",     # version, completion
-    "engine.cli.script",
-    "engine.cli.argocd",
-]
+# Command modules import the wings inside their handlers, so building the parser stays cheap; and a command
+# line that names its command builds only that command's parser (building all of them costs about as much as
+# the rest of a small render's start-up). Each module with the commands it registers (tests check the table).
+COMMAND_MODULES = {
+    "engine.cli.render": ("render", "restore"),
+    "engine.cli.test": ("test",),
+    "engine.cli.cluster": ("apply", "status", "controller", "restore"),  # after render: adds to its restore
+    "engine.cli.validate": ("validate", "schema"),
+    "engine.cli.new": ("new",),
+    "engine.cli.plan": ("plan", "diff"),
+    "engine.cli.color": ("color",),
+    "engine.cli.chain": ("chain",),
+    "engine.cli.simulate": ("simulate",),
+    "engine.cli.about": ("version", "completion"),
+    "engine.cli.script": ("script",),
+    "engine.cli.argocd": ("argocd",),
+}
 
 _INVALID_CHOICE = re.compile(r"argument (?P<argument>[^:]+): invalid choice: '(?P<value>[^']*)' "
                              r"\(choose from (?P<choices>.*)\)")
@@ -62,7 +64,8 @@ class Parser(argparse.ArgumentParser):
         return message
 
 
-def build_parser(prog: str = "graylane") -> argparse.ArgumentParser:
+def build_parser(prog: str = "graylane", command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The whole parser, or with ``command`` (a known command's name) one with only that command's parsers."""
     from engine.cli.about import VersionAction
 
     parser = Parser(
@@ -73,7 +76,8 @@ def build_parser(prog: str = "graylane") -> argparse.ArgumentParser:
                "(diff: 1 differences, 2 any error)")
     parser.add_argument("--version", action=VersionAction, help="print graylane's, Python's and Lua's versions")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in COMMAND_MODULES:
+    modules = [name for name, commands in COMMAND_MODULES.items() if command in commands] or COMMAND_MODULES
+    for module_name in modules:
         importlib.import_module(module_name).register(subparsers)
     return parser
 
@@ -89,12 +93,14 @@ def _unknown_flag_parser(parser: argparse.ArgumentParser, argv: Sequence[str]) -
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "graylane") -> int:
-    parser = build_parser(prog)
-    if "_ARGCOMPLETE" in os.environ:  # a shell asks for completions (graylane completion SHELL)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    completing = "_ARGCOMPLETE" in os.environ  # a shell asks for completions (graylane completion SHELL)
+    # the first word that is no flag names the command (graylane's own flags take no value)
+    parser = build_parser(prog, None if completing else next((w for w in argv if not w.startswith("-")), None))
+    if completing:
         import argcomplete
 
         argcomplete.autocomplete(parser)
-    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args, extras = parser.parse_known_args(argv)
         if extras:
