@@ -64,13 +64,7 @@ def request_service_key(host: str, client_namespace: Optional[str] = None) -> tu
     """``(name, namespace)`` of the Service a request to ``host`` reaches through Kubernetes DNS and the sidecar's
     virtual-host domains: ``name`` (in the client's namespace), ``name.ns``, ``name.ns.svc`` and the FQDN. Other
     hosts come back whole with namespace None. Also how graylane reads a service named on its command line."""
-    text = _normal(host)
-    labels = text.split(".")
-    if not text or "*" in text or len(labels) == 1:
-        return service_key(text, client_namespace)
-    if len(labels) == 2 or (len(labels) == 3 and labels[2] == "svc"):
-        return labels[0], labels[1]
-    return service_key(text, client_namespace)
+    return service_key(unexpanded_service_form(host) or host, client_namespace)
 
 
 def request_fqdn(host: str, client_namespace: Optional[str] = None) -> str:
@@ -144,7 +138,8 @@ def istio_hosts_match(a: str, b: str) -> bool:
 def unexpanded_service_form(host: str, domain: str = CLUSTER_DOMAIN) -> Optional[str]:
     """For ``name.ns`` or ``name.ns.svc`` (which Kubernetes DNS resolves but Istio takes literally, so they name no
     Service), the fully qualified form Istio needs; None for every other host."""
-    labels = str(host or "").strip().rstrip(".").split(".")
-    if "*" in host or len(labels) not in (2, 3) or (len(labels) == 3 and labels[2] != "svc"):
+    text = str(host or "").strip().rstrip(".")
+    labels = text.split(".")
+    if "*" in text or len(labels) not in (2, 3) or (len(labels) == 3 and labels[2] != "svc"):
         return None
     return f"{labels[0]}.{labels[1]}.svc.{domain}"
