@@ -137,12 +137,13 @@ class _FastLoader(_CParser, _Constructor, _Resolver):  # type: ignore[misc, vali
 
 
 def _libyaml_limits_nesting() -> bool:
-    """libyaml composes recursively in C; only a libyaml that refuses deep nesting itself (0.2.5 and later:
-    1,000 levels) is safe against "[[[[..." of any depth."""
+    """libyaml composes recursively in C; only a libyaml that refuses deep nesting itself (1,000 levels: 0.2.6,
+    bundled with PyYAML 6.0.4; 0.2.5 does not) is safe against "[[[[..." of any depth. Asked, not looked up
+    by version, so a libyaml built another way is judged by what it does."""
     if not _HAVE_LIBYAML:
         return False
     try:
-        yaml.load("[" * 5000 + "]" * 5000, Loader=yaml.CSafeLoader)
+        yaml.load("[" * 1001 + "]" * 1001, Loader=yaml.CSafeLoader)
     except yaml.YAMLError:
         return True
     return False

@@ -73,8 +73,13 @@ def assert_as_reference(text: str) -> None:
     assert got[0] == reference[0] and (_same(got[1], reference[1]) if got[0] == "value" else got[1] == reference[1])
 
 
-def test_libyaml_is_used_where_pyyaml_has_it():
-    assert documents._FAST == yaml.__with_libyaml__
+def test_libyaml_is_used_where_it_limits_nesting():
+    """PyYAML 6.0.4 (the declared minimum) bundles libyaml 0.2.6, which refuses more than 1,000 levels;
+    PyYAML 6.0.3 bundles 0.2.5, which composes any depth recursively in C and so is not used."""
+    import yaml._yaml
+    limits = yaml.__with_libyaml__ and yaml._yaml.get_version() >= (0, 2, 6)
+    assert documents._FAST == limits
+    assert documents._FAST, "the declared PyYAML (>=6.0.4) has a libyaml that limits nesting"
 
 
 def test_without_libyaml_the_pure_loader_reads_alone():
