@@ -60,6 +60,7 @@ class Target:
     stable_service: str
     canary_service: str
     resource: Optional[Resource] = None
+    subsets: Optional[tuple[str, str]] = None  # (canary, stable) subset names of an Argo subset-level split
 
     def describe(self) -> str:
         if self.resource:
@@ -122,7 +123,7 @@ def targets_of(plans: list[RoutingPlan], cluster: Cluster, namespace: Optional[s
                                      "(or graylane render for Ingress)", f"{target.field}.ingress")
             for ref in target.network_refs:
                 item = Target(routing, ref.api_version, ref.kind, ref.name, object_namespace, routing.strategy,
-                              target.stable_service, target.canary_service)
+                              target.stable_service, target.canary_service, subsets=target.subsets)
                 if item.key in seen:
                     raise document.error(f"{ref.kind}/{ref.name} is already routed by "
                                          f"{seen[item.key].routing.document.describe()}; one object can follow only "
@@ -444,7 +445,7 @@ class Applier:
                 continue
             annotations = (live.get("metadata") or {}).get("annotations") or {}
             row.update(found=True, originalStored=ORIGINAL_ANNOTATION in annotations)
-            row.update(inspect(live, target.stable_service, target.canary_service))
+            row.update(inspect(live, target.stable_service, target.canary_service, target.subsets))
             rows.append(row)
         return rows
 
@@ -504,16 +505,25 @@ def _as_found(live: dict) -> OriginalState:
 # -- status: what an object says about the canary ------------------------------------------------------------
 
 
-def inspect(body: dict, stable: str, canary: str) -> dict:
-    """Canary weight, matches and gray subset as an Istio VirtualService/DestinationRule states them."""
+def inspect(body: dict, stable: str, canary: str, subsets: Optional[tuple[str, str]] = None) -> dict:
+    """Canary weight, matches and gray subset as an Istio VirtualService/DestinationRule states them.
+    ``subsets``: an Argo subset-level split's (canary, stable) subset names, where the canary is a subset of
+    the DestinationRule's host rather than a Service of its own."""
     spec = body.get("spec") or {}
     kind = body.get("kind")
+    canary_subset = subsets[0] if subsets else CANARY_SUBSET
+
+    def is_canary(destination: Any) -> bool:
+        if subsets:
+            return isinstance(destination, dict) and destination.get("subset") == canary_subset
+        return is_canary_destination(destination, stable, canary)
+
     if kind == "VirtualService":
         weights, matches = [], []
         for protocol in ("http", "tcp", "tls"):
             for rule in spec.get(protocol) or []:
                 routes = [r for r in (rule or {}).get("route") or [] if isinstance(r, dict)]
-                canary_routes = [r for r in routes if is_canary_destination(r.get("destination"), stable, canary)]
+                canary_routes = [r for r in routes if is_canary(r.get("destination"))]
                 if not canary_routes:
                     continue
                 if rule.get("match"):
@@ -524,6 +534,6 @@ def inspect(body: dict, stable: str, canary: str) -> dict:
         return {"canaryWeight": weights[0] if weights else None, "matches": matches}
     if kind == "DestinationRule":
         subset = next((s for s in spec.get("subsets") or [] if isinstance(s, dict)
-                       and s.get("name") == CANARY_SUBSET), None)
+                       and s.get("name") == canary_subset), None)
         return {"graySubset": subset}
     return {}

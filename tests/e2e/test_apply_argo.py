@@ -118,6 +118,14 @@ def test_argo_rollout_subset_level_split_with_hashes(kube, kube_env, kube_namesp
     assert {s["name"]: s["labels"].get("rollouts-pod-template-hash") for s in dr["spec"]["subsets"]} == \
         {"canary": HASHES[1], "stable": HASHES[3]}
 
+    # status reads the weight off the canary subset the Rollout names (there is no canary Service here)
+    status = graylane(kube_env, "status", "-f", str(rollout), "-o", "json")
+    assert status.returncode == 0, status.stderr
+    rows = {row["object"]: row for row in json.loads(status.stdout)["items"]}
+    assert rows["virtualservice.networking.istio.io/rollout-vsvc"]["canaryWeight"] == 5
+    gray = rows["destinationrule.networking.istio.io/rollout-destrule"]["graySubset"]
+    assert gray["name"] == "canary" and gray["labels"]["rollouts-pod-template-hash"] == HASHES[1]
+
     restored = graylane(kube_env, "restore", "--cluster", "-f", str(rollout))
     assert restored.returncode == 0, restored.stderr
     assert_restored(kube, created)
