@@ -34,6 +34,7 @@ from engine.errors import InvalidInputError
 from engine.routing.hosts import request_service_key
 from engine.routing.render import Engine, OutputCheck, Rendered, render
 from engine.routing.strategy import is_rollout, is_traffic_routing
+from engine.routing.ownership import CANARY_SUBSET
 
 API_VERSION = "graylane.io/v1alpha1"
 KIND = "FullLinkGray"
@@ -43,7 +44,6 @@ ISTIO_API = "networking.istio.io/v1beta1"
 DEFAULT_GRAY_LABELS = {"istio.service.tag": "gray", "version": "canary"}
 DEFAULT_SUBSET_LABELS = {"istio.service.tag": "gray"}
 SUBSET_LABELS_ANNOTATION = "graylane.io/canary-subset-labels"
-CANARY_SUBSET = "canary"
 SPEC_LABEL = "graylane.io/fulllink"
 WORKLOAD_KINDS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "CloneSet": "apps.kruise.io/v1alpha1"}
 

@@ -13,10 +13,10 @@ from typing import Optional
 from engine.routing import svg
 from engine.fulllink.simulate.report import text as trace_text
 from engine.fulllink.simulate.trace import Arrival, Hop, Trace, percent
+from engine.routing.ownership import CANARY_SUBSET
 
 NODE_WIDTH, NODE_HEIGHT, COLUMN_GAP, ROW_GAP, BAND = 240, 74, 190, 30, 12
 MARGIN_X, MARGIN_TOP = 16, 44
-CANARY_SUBSET = "canary"
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 from engine.routing.script_input import ORIGINAL_ANNOTATION, OriginalState
 
-CANARY_SUBSET = "canary"
+CANARY_SUBSET = "canary"  # the subset Kruise's and graylane's scripts route a subset-level canary to
 ROUTE_PROTOCOLS = ("http", "tcp", "tls")
 
 

@@ -18,9 +18,9 @@ from engine.routing.script_input import ORIGINAL_ANNOTATION, original_of, restor
 from engine.errors import InvalidInputError
 from engine.routing.strategy import (NO_ROUTING, RouteTarget, TrafficStrategy, is_routing_document, plan,
                                     step_count)
+from engine.routing.ownership import CANARY_SUBSET
 
 PROTOCOLS = ("http", "tcp", "tls")
-CANARY_SUBSET = "canary"  # the subset Kruise's and graylane's scripts route a subset-level canary to
 
 
 @dataclass

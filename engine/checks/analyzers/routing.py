@@ -11,9 +11,9 @@ from engine.documents import Document
 from engine.routing.hosts import how_to_write, request_service_key, service_key
 from engine.routing.names import did_you_mean
 from engine.routing.strategy import HEADER_TYPES, MAX_MATCHES, PATH_TYPES
+from engine.routing.ownership import CANARY_SUBSET
 
 _PERCENT = re.compile(r"^\s*(\d+)\s*%\s*$")
-CANARY_SUBSET = "canary"  # the subset the built-in (and Kruise's) Istio scripts route to in subset mode
 
 
 def is_traffic_routing(document: Document) -> bool:
