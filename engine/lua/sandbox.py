@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from engine.errors import InvalidInputError, ScriptError
 from engine.lua.convert import to_tokens
-from engine.lua.runner import RUNTIMES, LuaState
+from engine.lua.runner import LuaState, runtime_module
 from engine.lua.worker import Worker, WorkerGone
 
 DEFAULT_RUNTIME = "luajit"
@@ -272,6 +272,6 @@ def stderr_printer(prefix: str) -> Callable[[str], None]:
 
 def lua_version() -> str:
     """The Lua that runs traffic-routing scripts, as it names itself, and the lupa module embedding it."""
-    module = RUNTIMES[DEFAULT_RUNTIME]
+    module = runtime_module(DEFAULT_RUNTIME)
     runtime = module.LuaRuntime(register_eval=False, register_builtins=False)
     return f"{runtime.lua_implementation} ({module.__name__})"
