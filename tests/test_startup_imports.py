@@ -23,7 +23,8 @@ def _bench_startup():
 
 SMALL = _bench_startup().SMALL_INPUT  # the benchmark's small file: a TrafficRouting, its VirtualService and DR
 # what graylane no longer loads on these paths itself: keep it that way (the README's "Start-up" has the costs)
-AVOIDED = ("dataclasses", "inspect", "importlib.resources", "importlib.readers", "zipfile", "tempfile", "shutil")
+AVOIDED = ("dataclasses", "inspect", "importlib.resources", "importlib.readers", "zipfile", "tempfile", "shutil",
+           "threading")
 NEVER = ("kubernetes", "engine.cluster", "engine.fulllink.simulate", "engine.fulllink.color",
          "engine.checks.analyzers.mesh",
          "engine.checks.analyzers.argo")
