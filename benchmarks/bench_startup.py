@@ -7,7 +7,8 @@ Runs each command many times (after warm-up runs, as hyperfine does) and prints 
 standard deviation, and the overhead: the command's median minus the median of ``python -c pass`` measured
 in the same run with the same interpreter. ``--importtime`` adds the slowest imports of each command
 (``python -X importtime``, cumulative microseconds). ``--against DIR`` adds the same commands run from another
-checkout (``PYTHONPATH=DIR``; e.g. a worktree of main) for a before/after in one run. A benchmark, not a
+checkout (``PYTHONPATH=DIR``; e.g. a worktree of main) for a before/after in one run. The commands take
+turns run by run, so a change of load during the benchmark falls on all of them alike. A benchmark, not a
 test: it asserts nothing.
 
 The commands run as a user's would, with bytecode caches: ``PYTHONDONTWRITEBYTECODE`` (set in some
