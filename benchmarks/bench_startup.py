@@ -7,7 +7,8 @@ Runs each command many times (after warm-up runs, as hyperfine does) and prints 
 standard deviation, and the overhead: the command's median minus the median of ``python -c pass`` measured
 in the same run with the same interpreter. ``--importtime`` adds the slowest imports of each command
 (``python -X importtime``, cumulative microseconds). ``--against DIR`` adds the same commands run from another
-checkout (``PYTHONPATH=DIR``; e.g. a worktree of main) for a before/after in one run. A benchmark, not a
+checkout (``PYTHONPATH=DIR``; e.g. a worktree of main) for a before/after in one run. The commands take
+turns run by run, so a change of load during the benchmark falls on all of them alike. A benchmark, not a
 test: it asserts nothing.
 
 The commands run as a user's would, with bytecode caches: ``PYTHONDONTWRITEBYTECODE`` (set in some
@@ -79,22 +80,31 @@ def command_environment(pycache: str, pythonpath: str | None = None) -> dict[str
     return environment
 
 
-def timed_runs(command: list[str], runs: int, warmup: int,
-               environment: dict[str, str] | None = None) -> tuple[list[float], list[float]]:
-    """Wall-clock seconds and CPU seconds (user + system, which other load on the machine disturbs less)."""
-    walls, cpus = [], []
+def run_once(command: list[str], environment: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall-clock seconds and CPU seconds (user + system, which other load on the machine disturbs less) of one
+    run; the CPU of the command's children (the forked Lua worker) included."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    completed = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment)
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if completed.returncode != 0:
+        sys.exit(f"bench_startup: {' '.join(command)} failed: {completed.stderr.decode()[:300]}")
+    return elapsed, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+
+def interleaved_runs(cases: list[tuple[list[str], dict[str, str]]], runs: int,
+                     warmup: int) -> list[tuple[list[float], list[float]]]:
+    """(wall seconds, CPU seconds) of each case, the cases taking turns run by run, so a change of load on the
+    machine during the benchmark falls on all of them alike."""
+    results: list[tuple[list[float], list[float]]] = [([], []) for _ in cases]
     for index in range(warmup + runs):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        completed = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment)
-        elapsed = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if completed.returncode != 0:
-            sys.exit(f"bench_startup: {' '.join(command)} failed: {completed.stderr.decode()[:300]}")
-        if index >= warmup:
-            walls.append(elapsed)
-            cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-    return walls, cpus
+        for (command, environment), (walls, cpus) in zip(cases, results):
+            wall, cpu = run_once(command, environment)
+            if index >= warmup:
+                walls.append(wall)
+                cpus.append(cpu)
+    return results
 
 
 def slowest_imports(command: list[str], environment: dict[str, str], count: int = 8) -> list[tuple[int, str]]:
@@ -132,10 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.against:
             there = command_environment(str(Path(tmp) / "pycache-against"), str(Path(args.against).resolve()))
             cases += [(f"{label} ({args.against})", [*graylane, *rest], there) for label, rest in commands]
-        results = []
-        for label, command, environment in cases:
-            walls, cpus = timed_runs(command, args.runs, args.warmup, environment)
-            results.append((label, command, walls, cpus, environment))
+        measured = interleaved_runs([(command, environment) for _label, command, environment in cases],
+                                    args.runs, args.warmup)
+        results = [(label, command, walls, cpus, environment)
+                   for (label, command, environment), (walls, cpus) in zip(cases, measured)]
 
         base_wall, base_cpu = statistics.median(results[0][2]), statistics.median(results[0][3])
         print(f"{args.runs} runs each after {args.warmup} warm-up runs; {os.cpu_count()} CPUs, load average "

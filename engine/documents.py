@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 import yaml
@@ -18,6 +17,7 @@ except ImportError:  # PyYAML built without libyaml: the pure-Python loader read
         """Stand-in base for _FastLoader, which is never used then."""
 
 from engine.errors import InvalidInputError
+from engine.records import Record
 
 
 # Limits that keep hostile input from costing more than a clear error (issue 11). Kubernetes objects are
@@ -174,13 +174,13 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 _Dumper.add_representer(str, _represent_str)
 
 
-@dataclass
-class Document:
+class Document(Record):
     """One YAML document: its body, the file it came from and its 1-based index in that file."""
 
-    body: dict
-    source: str
-    index: int
+    __slots__ = ("body", "source", "index")
+
+    def __init__(self, body: dict, source: str, index: int):
+        self.body, self.source, self.index = body, source, index
 
     @property
     def api_version(self) -> str:

@@ -13,7 +13,7 @@ import pytest
 ENGINE = Path(__file__).resolve().parent.parent / "engine"
 WINGS = ["lua", "routing", "checks", "fulllink", "cluster", "cli"]  # lowest first
 SHARED = {"engine", "engine.documents", "engine.inputs", "engine.errors", "engine.fields", "engine.regexes",
-          "engine.lua_configuration", "engine.progress"}
+          "engine.lua_configuration", "engine.progress", "engine.records"}
 EDGE_MODULES = {"engine.inputs": {"lua"},  # the file edge builds script libraries and sandboxes from flags
                 "engine.__main__": {"cli"}}
 

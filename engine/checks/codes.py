@@ -1,18 +1,18 @@
 """The finding codes: data only, so the command line can list them without loading the analyzers."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from engine.records import FrozenRecord
+
 
 ERROR = "error"
 WARNING = "warning"
 
 
-@dataclass(frozen=True)
-class Code:
-    code: str
-    name: str
-    severity: str
-    summary: str
+class Code(FrozenRecord):
+    __slots__ = ("code", "name", "severity", "summary")
+
+    def __init__(self, code: str, name: str, severity: str, summary: str):
+        self._freeze(code, name, severity, summary)
 
 
 #: Every finding code graylane emits. Codes are stable: never renumbered or reused.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional
 
-from engine.checks.schemas import load_schema, schema_for
+from engine.checks.schemas import schema_for, shared_schema
 from engine.documents import Document
 from engine.errors import InvalidInputError
 
@@ -68,19 +68,10 @@ def check_shapes(documents: Iterable[Document]) -> None:
 def _shape_for(document: Document) -> Optional[tuple[dict, dict]]:
     name = schema_for(document.api_version, document.kind)
     if name is not None:
-        schema = _loaded(name)
+        schema = shared_schema(name)  # read only here
         return schema, schema
     shape = KUBERNETES_SHAPES.get(document.kind)
     return (shape, shape) if shape is not None else None
-
-
-_CACHE: dict[str, dict] = {}
-
-
-def _loaded(name: str) -> dict:
-    if name not in _CACHE:
-        _CACHE[name] = load_schema(name)
-    return _CACHE[name]
 
 
 def _resolve(schema: dict, root: dict) -> dict:

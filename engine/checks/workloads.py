@@ -5,10 +5,10 @@ Pure: documents in, :class:`Workload` values out.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from engine.documents import Document
+from engine.records import Record
 
 #: (group, kind) of the objects whose pods graylane reads from their pod template (``Pod``: its own labels).
 #: ``extensions`` and ``apps`` cover the old API versions (``extensions/v1beta1``, ``apps/v1beta1``/``v1beta2``).
@@ -21,17 +21,15 @@ WORKLOAD_KINDS = {
 KRUISE = "rollouts.kruise.io"
 
 
-@dataclass
-class Workload:
+class Workload(Record):
     """Pods of one workload: their labels and how many run (``synthetic``: pods a Rollout would create)."""
 
-    kind: str
-    name: str
-    namespace: str
-    labels: dict
-    replicas: int
-    document: Optional[Document] = None
-    synthetic: Optional[str] = None
+    __slots__ = ("kind", "name", "namespace", "labels", "replicas", "document", "synthetic")
+
+    def __init__(self, kind: str, name: str, namespace: str, labels: dict, replicas: int,
+                 document: Optional[Document] = None, synthetic: Optional[str] = None):
+        self.kind, self.name, self.namespace, self.labels, self.replicas = kind, name, namespace, labels, replicas
+        self.document, self.synthetic = document, synthetic
 
     def describe(self) -> str:
         return f"{self.kind} {self.namespace}/{self.name}"

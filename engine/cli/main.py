@@ -45,6 +45,11 @@ class Parser(argparse.ArgumentParser):
     """argparse with graylane's usage errors: one line on stderr, exit status 2, with a suggestion for a
     near-miss command, choice or flag."""
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse's own leaves the width to the formatter, which imports shutil for it (with bz2, lzma and
+        # zlib: about 4 ms) on every command's start-up, as add_argument makes a formatter to check metavars.
+        return self.formatter_class(prog=self.prog, width=help_width())
+
     def error(self, message: str) -> NoReturn:
         self.exit(USAGE_ERROR, f"error: {self.prog}: {self._explain(message)} (see '{self.prog} --help')\n")
 
@@ -62,6 +67,22 @@ class Parser(argparse.ArgumentParser):
             hint = did_you_mean(flags[0].split("=", 1)[0], known) if flags else ""
             return message + hint
         return message
+
+
+def help_width() -> int:
+    """The width argparse's formatter picks itself, ``shutil.get_terminal_size().columns - 2`` (COLUMNS, else
+    the terminal on stdout, else 80), without importing shutil."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+        columns = columns or 80
+    return columns - 2
 
 
 def build_parser(prog: str = "graylane", command: Optional[str] = None) -> argparse.ArgumentParser:

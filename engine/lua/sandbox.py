@@ -13,18 +13,17 @@ remains for line coverage, whose denominator is read from its bytecode.
 """
 from __future__ import annotations
 
+import _thread  # threading.Lock itself, without importing threading (about 1 ms of start-up)
 import itertools
 import json
 import re
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from engine.errors import InvalidInputError, ScriptError
 from engine.lua.convert import to_tokens
-from engine.lua.runner import RUNTIMES, LuaState
+from engine.lua.runner import LuaState, runtime_module
 from engine.lua.worker import Worker, WorkerGone
 
 DEFAULT_RUNTIME = "luajit"
@@ -41,25 +40,57 @@ _LOCATION = re.compile(r"^(?P<chunk>[^\n]*?):(?P<line>\d+): (?P<message>.*)$", r
 _UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-@dataclass(frozen=True)
+# Plain classes, not dataclasses: @dataclass costs every command's start-up its import and an exec() per class
+# (engine/records.py, which the Lua host does not import, says how much).
 class Script:
-    """A script's source and where it came from (shown in every error)."""
+    """A script's source and where it came from (shown in every error): ``origin`` is a path, "configmap FILE
+    key", or "builtin:<key>". Immutable, and equal to a Script with the same three fields."""
 
-    key: str
-    source: str
-    origin: str  # a path, "configmap FILE key", or "builtin:<key>"
+    __slots__ = ("key", "source", "origin")
+
+    def __init__(self, key: str, source: str, origin: str):
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "origin", origin)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r} of a Script")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r} of a Script")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Script:
+            return NotImplemented
+        return (self.key, self.source, self.origin) == (other.key, other.source, other.origin)  # type: ignore
+
+    def __hash__(self) -> int:
+        return hash((self.key, self.source, self.origin))
+
+    def __reduce__(self) -> tuple:
+        return Script, (self.key, self.source, self.origin)
+
+    def __repr__(self) -> str:
+        return f"Script(key={self.key!r}, source={self.source!r}, origin={self.origin!r})"
 
 
-@dataclass
 class _Compiled:
-    key: int
-    script: Script
+    __slots__ = ("key", "script")
+
+    def __init__(self, key: int, script: Script):
+        self.key, self.script = key, script
 
 
-@dataclass
 class RunResult:
-    value: Any
-    printed: list[str] = field(default_factory=list)
+    """What a script returned (as plain Python data) and the lines it printed."""
+
+    __slots__ = ("value", "printed")
+
+    def __init__(self, value: Any, printed: Optional[list[str]] = None):
+        self.value, self.printed = value, [] if printed is None else printed
+
+    def __repr__(self) -> str:
+        return f"RunResult(value={self.value!r}, printed={self.printed!r})"
 
 
 def grace(timeout: float) -> float:
@@ -86,7 +117,7 @@ class LuaSandbox:
         if isolation not in ("process", "inline"):
             raise ValueError("isolation must be process or inline")
         self.runtime_name, self.isolation = runtime, isolation
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._state: Optional[LuaState] = LuaState(runtime) if isolation == "inline" else None
         self._worker: Optional[Worker] = Worker(runtime, self.max_memory) if isolation == "process" else None
         self._compiled: dict[tuple[str, str], _Compiled] = {}
@@ -241,6 +272,6 @@ def stderr_printer(prefix: str) -> Callable[[str], None]:
 
 def lua_version() -> str:
     """The Lua that runs traffic-routing scripts, as it names itself, and the lupa module embedding it."""
-    module = RUNTIMES[DEFAULT_RUNTIME]
+    module = runtime_module(DEFAULT_RUNTIME)
     runtime = module.LuaRuntime(register_eval=False, register_builtins=False)
     return f"{runtime.lua_implementation} ({module.__name__})"

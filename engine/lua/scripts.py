@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from dataclasses import dataclass, field
-from importlib import resources
-from importlib.abc import Traversable
-from typing import Any, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 import yaml
 
 from engine.errors import InvalidInputError, ScriptNotFoundError
 from engine.lua.sandbox import Script
+
+if TYPE_CHECKING:  # walk_tree takes any Traversable; importlib.abc costs start-up an import
+    from importlib.abc import Traversable
 
 SCRIPT_FILE = "trafficRouting.lua"
 INGRESS_DIR = "trafficrouting_ingress"
@@ -57,13 +57,18 @@ def _relative_path(key: str) -> str:
     return f"{key}/{SCRIPT_FILE}"
 
 
-@dataclass
 class ScriptLayer:
-    """One place scripts come from; ``scripts`` maps key -> Script."""
+    """One place scripts come from; ``scripts`` maps key -> Script; ``where``: how a key is looked up here, for
+    the not-found message. (A plain class: a dataclass costs start-up its import, see engine/records.py, which
+    the Lua host does not import.)"""
 
-    description: str
-    scripts: dict[str, Script] = field(default_factory=dict)
-    where: Optional[str] = None  # how a key is looked up here, for the not-found message
+    __slots__ = ("description", "scripts", "where")
+
+    def __init__(self, description: str, scripts: Optional[dict[str, Script]] = None, where: Optional[str] = None):
+        self.description, self.scripts, self.where = description, {} if scripts is None else scripts, where
+
+    def __repr__(self) -> str:
+        return f"ScriptLayer({self.description!r}, {sorted(self.scripts)!r}, {self.where!r})"
 
     def describe(self, key: str) -> str:
         if self.where:
@@ -145,8 +150,16 @@ def scripts_in_tree(root: Traversable, origin_prefix: str) -> dict[str, Script]:
     return found
 
 
-def builtin_root() -> Traversable:
-    return resources.files("engine.lua_configuration")
+def builtin_root() -> Path:
+    """The built-in tree: package data ``engine.lua_configuration`` (``lua_configuration/`` in a checkout),
+    found through the import system, not the working directory. Its directory itself, not
+    importlib.resources (whose imports cost start-up about 8 ms)."""
+    from importlib.util import find_spec  # found, not imported: it is data, no code
+
+    spec = find_spec("engine.lua_configuration")
+    if spec is None or not spec.submodule_search_locations:
+        raise InvalidInputError("the built-in scripts are not installed", source="engine.lua_configuration")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def builtin_layer() -> ScriptLayer:

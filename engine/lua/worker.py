@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any, Callable, Optional
 
-from engine.lua.runner import LuaState, host_source
+from engine.lua.runner import LuaState, host_source, runtime_module
 
 _HEADER = struct.Struct("!I")
 FIRST_READ = 1 << 16
@@ -98,6 +98,7 @@ class Worker:
         for fd in (request_write, reply_write):
             _widen(fd)
         prelude = host_source()
+        runtime_module(self.runtime)  # imported before the fork too: the worker imports nothing
         pid = os.fork()
         if pid == 0:  # the worker: never returns
             os.close(request_write)

@@ -6,10 +6,10 @@ an already-rendered object gives the same result instead of stacking a second ca
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from engine.documents import Document
+from engine.records import Record
 from engine.errors import InvalidInputError, ScriptError
 from engine.lua.sandbox import LuaSandbox, Script
 from engine.routing.script_input import (ORIGINAL_ANNOTATION, OriginalState, apply_result, build_ingress_input,
@@ -23,15 +23,16 @@ from engine.routing.names import did_you_mean
 OutputCheck = Callable[..., Optional[list]]
 
 
-@dataclass
-class Engine:
-    """Scripts plus the sandbox that runs them."""
+class Engine(Record):
+    """Scripts plus the sandbox that runs them; ``argo_hashes``: Argo pod-template hashes given on the command
+    line."""
 
-    library: ScriptLibrary
-    sandbox: LuaSandbox = field(default_factory=LuaSandbox)
-    printer: Optional[Callable[[str], None]] = None
+    __slots__ = ("library", "sandbox", "printer", "argo_hashes")
 
-    argo_hashes: dict = field(default_factory=dict)  # Argo pod-template hashes given on the command line
+    def __init__(self, library: ScriptLibrary, sandbox: Optional[LuaSandbox] = None,
+                 printer: Optional[Callable[[str], None]] = None, argo_hashes: Optional[dict] = None):
+        self.library, self.sandbox = library, LuaSandbox() if sandbox is None else sandbox
+        self.printer, self.argo_hashes = printer, {} if argo_hashes is None else argo_hashes
 
     def run_network_script(self, key: str, original: OriginalState, strategy: TrafficStrategy,
                            stable_service: str, canary_service: str,
@@ -84,15 +85,16 @@ def _string_map(script: Script, value: Any, what: str) -> dict:
     return value
 
 
-@dataclass
-class Rendered:
-    """One output object: the input document it came from and the routing plan that changed it."""
+class Rendered(Record):
+    """One output object: the input document it came from and the routing plan that changed it; ``warnings``:
+    what the output check let through (findings)."""
 
-    source: Document
-    body: dict
-    plan: RoutingPlan
-    changed: bool
-    warnings: list = field(default_factory=list)  # what the output check let through (findings)
+    __slots__ = ("source", "body", "plan", "changed", "warnings")
+
+    def __init__(self, source: Document, body: dict, plan: RoutingPlan, changed: bool,
+                 warnings: Optional[list] = None):
+        self.source, self.body, self.plan, self.changed = source, body, plan, changed
+        self.warnings = [] if warnings is None else warnings
 
 
 def find_object(documents: list[Document], api_version: str, kind: str, name: str,
@@ -279,10 +281,11 @@ def canary_ingress(stable: dict, stable_service: str, canary_service: str) -> di
     return {"apiVersion": INGRESS_API, "kind": "Ingress", "metadata": canary_metadata, "spec": canary_spec}
 
 
-@dataclass
-class Restored:
-    source: Document
-    body: dict
+class Restored(Record):
+    __slots__ = ("source", "body")
+
+    def __init__(self, source: Document, body: dict):
+        self.source, self.body = source, body
 
 
 def restore(documents: list[Document]) -> tuple[list[Restored], list[Document]]:

@@ -11,23 +11,23 @@ see a Kruise-shaped ``obj`` and keep working.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from engine.documents import check_size
 from engine.errors import InvalidInputError
+from engine.records import Record
 from engine.routing.strategy import TrafficStrategy
 
 ORIGINAL_ANNOTATION = "rollouts.kruise.io/original-spec-configuration"
 
 
-@dataclass
-class OriginalState:
+class OriginalState(Record):
     """What Kruise stores in the original-spec annotation."""
 
-    spec: Any
-    labels: dict
-    annotations: dict
+    __slots__ = ("spec", "labels", "annotations")
+
+    def __init__(self, spec: Any, labels: dict, annotations: dict):
+        self.spec, self.labels, self.annotations = spec, labels, annotations
 
     def to_data(self) -> dict:
         data: dict = {"spec": self.spec}

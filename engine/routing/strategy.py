@@ -6,10 +6,10 @@ a Rollout routes to ``<service>-canary`` unless ``disableGenerateCanaryService``
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from engine.documents import Document
+from engine.records import Record
 from engine.fields import as_list as _list
 from engine.fields import as_map as _map
 from engine.fields import as_string as _string
@@ -24,14 +24,16 @@ NO_ROUTING = ("no TrafficRouting (rollouts.kruise.io/v1alpha1), Argo Rollout (ar
 _TRAFFIC = re.compile(r"^\s*(\d{1,3})\s*%\s*$")
 
 
-@dataclass
-class TrafficStrategy:
-    """One step's traffic: weight None means the step sets no weight (Kruise passes -1)."""
+class TrafficStrategy(Record):
+    """One step's traffic: weight None means the step sets no weight (Kruise passes -1); ``description``: what
+    the step does, when weight and matches do not say it (Argo)."""
 
-    weight: Optional[int] = None
-    matches: list[dict] = field(default_factory=list)
-    request_header_modifier: Optional[dict] = None
-    description: Optional[str] = None  # what the step does, when weight and matches do not say it (Argo)
+    __slots__ = ("weight", "matches", "request_header_modifier", "description")
+
+    def __init__(self, weight: Optional[int] = None, matches: Optional[list[dict]] = None,
+                 request_header_modifier: Optional[dict] = None, description: Optional[str] = None):
+        self.weight, self.matches = weight, [] if matches is None else matches
+        self.request_header_modifier, self.description = request_header_modifier, description
 
     @property
     def routes_traffic(self) -> bool:
@@ -40,34 +42,37 @@ class TrafficStrategy:
         return self.weight is not None or bool(self.matches)
 
 
-@dataclass
-class NetworkRef:
-    api_version: str
-    kind: str
-    name: str
-    field: str  # where it was declared, for messages
+class NetworkRef(Record):
+    """``field``: where it was declared, for messages."""
+
+    __slots__ = ("api_version", "kind", "name", "field")
+
+    def __init__(self, api_version: str, kind: str, name: str, field: str):
+        self.api_version, self.kind, self.name, self.field = api_version, kind, name, field
 
 
-@dataclass
-class RouteTarget:
-    """One objectRef (TrafficRouting) or trafficRoutings entry (Rollout)."""
+class RouteTarget(Record):
+    """One objectRef (TrafficRouting) or trafficRoutings entry (Rollout); ``subsets``: the (canary, stable)
+    subset names of an Argo subset-level split."""
 
-    stable_service: str
-    canary_service: str
-    network_refs: list[NetworkRef]
-    ingress: Optional[dict]
-    field: str
-    subsets: Optional[tuple[str, str]] = None  # (canary, stable) subset names of an Argo subset-level split
+    __slots__ = ("stable_service", "canary_service", "network_refs", "ingress", "field", "subsets")
+
+    def __init__(self, stable_service: str, canary_service: str, network_refs: list[NetworkRef],
+                 ingress: Optional[dict], field: str, subsets: Optional[tuple[str, str]] = None):
+        self.stable_service, self.canary_service, self.network_refs = stable_service, canary_service, network_refs
+        self.ingress, self.field, self.subsets = ingress, field, subsets
 
 
-@dataclass
-class RoutingPlan:
-    document: Document
-    targets: list[RouteTarget]
-    strategy: TrafficStrategy
-    step: Optional[int]  # 1-based; None for a TrafficRouting
-    step_count: int
-    argo: Any = None     # the ArgoRollout (engine.routing.argo) of an argoproj.io Rollout
+class RoutingPlan(Record):
+    """``step``: 1-based, None for a TrafficRouting; ``argo``: the ArgoRollout (engine.routing.argo) of an
+    argoproj.io Rollout."""
+
+    __slots__ = ("document", "targets", "strategy", "step", "step_count", "argo")
+
+    def __init__(self, document: Document, targets: list[RouteTarget], strategy: TrafficStrategy,
+                 step: Optional[int], step_count: int, argo: Any = None):
+        self.document, self.targets, self.strategy = document, targets, strategy
+        self.step, self.step_count, self.argo = step, step_count, argo
 
 
 def is_traffic_routing(document: Document) -> bool:

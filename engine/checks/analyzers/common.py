@@ -8,26 +8,24 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Optional, Union
 
 from engine.checks.codes import CODES, ERROR, WARNING, Code  # noqa: F401  (re-exported)
 from engine.documents import Document
+from engine.records import FrozenRecord
 from engine.fields import list_or_empty as as_list  # noqa: F401  (shared by the analyzers)
 from engine.fields import map_or_empty as as_map  # noqa: F401
 from engine.regexes import re2_error, re2_fullmatch  # noqa: F401  (re-exported for the analyzers)
 
-@dataclass(frozen=True)
-class Finding:
-    """One problem: what (code, severity, message), and where (file, 1-based document index, JSON path)."""
+class Finding(FrozenRecord):
+    """One problem: what (code, severity, message), and where (file, 1-based document index, JSON path;
+    ``object``: "VirtualService default/vs-mocka", for humans and -o json)."""
 
-    code: str
-    severity: str
-    message: str
-    source: str
-    document: int
-    path: str
-    object: str = ""  # "VirtualService default/vs-mocka", for humans and -o json
+    __slots__ = ("code", "severity", "message", "source", "document", "path", "object")
+
+    def __init__(self, code: str, severity: str, message: str, source: str, document: int, path: str,
+                 object: str = ""):
+        self._freeze(code, severity, message, source, document, path, object)
 
     def line(self) -> str:
         """``SEVERITY CODE source#doc path: message`` (the path is left out when the finding is about the object)."""
@@ -35,7 +33,7 @@ class Finding:
         return f"{self.severity} {self.code} {where}: {self.message}"
 
     def to_dict(self) -> dict:
-        data = asdict(self)
+        data = self.as_dict()
         data["check"] = CODES[self.code].name if self.code in CODES else ""
         return data
 

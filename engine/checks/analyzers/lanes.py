@@ -13,7 +13,6 @@ none of the example builders find (exotic regexes) can go unreported.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from engine.checks.analyzers.common import Finding, as_list, as_map, finding
@@ -21,6 +20,7 @@ from engine.checks.analyzers.requests import (PROBE_VALUE, Probe, block_matches,
                                               rule_matches, witnesses)
 from engine.documents import Document
 from engine.errors import InvalidInputError
+from engine.records import Record
 from engine.routing.hosts import is_service_host, service_key
 
 CANARY_SUBSETS = ("canary", "gray")
@@ -112,16 +112,18 @@ def service_name(key: ServiceKey, namespace: Optional[str] = None) -> str:
 
 # ------------------------------------------------------------------------------------------------ leaks
 
-@dataclass
-class Leak:
-    """A request a lane rule catches that would otherwise have gone elsewhere."""
+class Leak(Record):
+    """A request a lane rule catches that would otherwise have gone elsewhere: ``rule`` is the lane rule (index
+    into spec.http), ``service`` the service the lane is for, ``fallback`` the rule that would have taken it
+    (None: none, a 404), ``lost`` the other services it would have reached, ``outcome`` "404", "redirect",
+    "direct response", "delegate" when no service."""
 
-    rule: int                 # the lane rule (index into spec.http)
-    service: ServiceKey       # the service the lane is for
-    probe: Probe
-    fallback: Optional[int]   # the rule that would have taken it (None: none, a 404)
-    lost: list = field(default_factory=list)  # the other services it would have reached
-    outcome: str = ""         # "404", "redirect", "direct response", "delegate" when no service
+    __slots__ = ("rule", "service", "probe", "fallback", "lost", "outcome")
+
+    def __init__(self, rule: int, service: ServiceKey, probe: Probe, fallback: Optional[int],
+                 lost: Optional[list] = None, outcome: str = ""):
+        self.rule, self.service, self.probe, self.fallback = rule, service, probe, fallback
+        self.lost, self.outcome = [] if lost is None else lost, outcome
 
     def describe(self, namespace: Optional[str] = None, show_gateway: bool = False) -> str:
         where = f"spec.http[{self.fallback}]" if self.fallback is not None else ""
@@ -157,19 +159,16 @@ def _base_probes(spec: dict, namespace: Optional[str]) -> list[Probe]:
     return [Probe(authority=host, gateway=g) for g in dict.fromkeys(gateways)]
 
 
-@dataclass
-class _Routes:
-    """The http rules of one VirtualService with what each routes to, worked out once."""
+class _Routes(Record):
+    """The http rules of one VirtualService with what each routes to (``lanes``: lane_service of each rule,
+    ``targets``: route_services of each rule), worked out once."""
 
-    rules: list
-    namespace: Optional[str]
-    canaries: Optional[Canaries] = None
-    lanes: list = field(default_factory=list)     # lane_service of each rule
-    targets: list = field(default_factory=list)   # route_services of each rule
+    __slots__ = ("rules", "namespace", "canaries", "lanes", "targets")
 
-    def __post_init__(self) -> None:
-        self.lanes = [lane_service(rule, self.namespace, self.canaries) for rule in self.rules]
-        self.targets = [route_services(rule, self.namespace, self.canaries) for rule in self.rules]
+    def __init__(self, rules: list, namespace: Optional[str], canaries: Optional[Canaries] = None):
+        self.rules, self.namespace, self.canaries = rules, namespace, canaries
+        self.lanes = [lane_service(rule, namespace, canaries) for rule in rules]
+        self.targets = [route_services(rule, namespace, canaries) for rule in rules]
 
     def lane_of(self, index: int, service: ServiceKey) -> bool:
         lane = self.lanes[index]

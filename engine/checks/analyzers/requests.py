@@ -10,11 +10,11 @@ a condition and treats a missing header as the empty string. Pure.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import Any, Iterator, Optional
 from urllib.parse import quote
 
 from engine.checks.analyzers.common import as_list, as_map, re2_fullmatch
+from engine.records import FrozenRecord
 
 PROBE_PATH = "/graylane-probe"
 PROBE_VALUE = "graylane-probe"
@@ -22,20 +22,18 @@ PROBE_VALUE = "graylane-probe"
 
 # ------------------------------------------------------------------------------------------- requests
 
-@dataclass(frozen=True)
-class Probe:
-    """An example request and where it is routed (a gateway ``ns/name`` or ``mesh``)."""
+class Probe(FrozenRecord):
+    """An example request and where it is routed (a gateway ``ns/name`` or ``mesh``); ``headers``: ((name,
+    value), ...), names lower-case."""
 
-    method: str = "GET"
-    authority: str = "example.com"
-    path: str = PROBE_PATH
-    scheme: str = "http"
-    headers: tuple = ()  # ((name, value), ...), names lower-case
-    query: tuple = ()
-    port: Optional[int] = None
-    gateway: str = "mesh"
-    source_labels: tuple = ()
-    source_namespace: Optional[str] = None
+    __slots__ = ("method", "authority", "path", "scheme", "headers", "query", "port", "gateway", "source_labels",
+                 "source_namespace")
+
+    def __init__(self, method: str = "GET", authority: str = "example.com", path: str = PROBE_PATH,
+                 scheme: str = "http", headers: tuple = (), query: tuple = (), port: Optional[int] = None,
+                 gateway: str = "mesh", source_labels: tuple = (), source_namespace: Optional[str] = None):
+        self._freeze(method, authority, path, scheme, headers, query, port, gateway, source_labels,
+                     source_namespace)
 
     def header(self, name: str) -> Optional[str]:
         return dict(self.headers).get(name.lower())
@@ -328,7 +326,7 @@ def witnesses(blocks: list[dict], namespace: Optional[str], base: Probe) -> Iter
             if value is None:
                 return
             query_values.append((name, value))
-        probe = replace(base, method=str(method), authority=str(authority), path=str(path), scheme=str(scheme),
+        probe = base.replace(method=str(method), authority=str(authority), path=str(path), scheme=str(scheme),
                         headers=tuple(header_values), query=tuple(query_values),
                         port=next(iter(ports)) if ports else base.port, gateway=gateway,
                         source_labels=tuple(sorted(labels.items())),

@@ -7,11 +7,11 @@ object's script once per step 1..N, each run seeing the previous run's output an
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
 from engine.documents import Document
 from engine.errors import ScriptError
+from engine.records import Record
 from engine.lua.scripts import resource_key
 from engine.routing.argo.rollout import (HASH_LABEL, ArgoRollout, ArgoStep, is_argo_rollout, read_rollout,
                                          routes_with_istio)
@@ -40,11 +40,13 @@ def argo_plan(rollout: ArgoRollout, step: int) -> RoutingPlan:
     return RoutingPlan(rollout.document, [target], strategy, step, len(rollout.steps), rollout)
 
 
-@dataclass
-class PodHashes:
-    canary: Optional[str]
-    stable: Optional[str]
-    source: str  # where they came from, for notes
+class PodHashes(Record):
+    """``source``: where they came from, for notes."""
+
+    __slots__ = ("canary", "stable", "source")
+
+    def __init__(self, canary: Optional[str], stable: Optional[str], source: str):
+        self.canary, self.stable, self.source = canary, stable, source
 
     @property
     def known(self) -> bool:

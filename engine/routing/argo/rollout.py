@@ -6,10 +6,10 @@ no ``match`` removes it; ``pause``, ``analysis``, ``experiment`` and ``setCanary
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from engine.documents import Document
+from engine.records import Record
 from engine.fields import as_list, as_map, as_string
 
 ARGO_GROUP = "argoproj.io"
@@ -31,23 +31,24 @@ def routes_with_istio(document: Document) -> bool:
     return isinstance(routing, dict) and isinstance(routing.get("istio"), dict)
 
 
-@dataclass
-class VirtualServiceRef:
-    """One ``virtualService``/``virtualServices[]`` entry; ``name.namespace`` is split as Argo splits it."""
+class VirtualServiceRef(Record):
+    """One ``virtualService``/``virtualServices[]`` entry; ``name.namespace`` is split as Argo splits it.
+    ``entry``: the entry as written (name, routes, tlsRoutes, tcpRoutes), what the script sees."""
 
-    name: str
-    namespace: Optional[str]
-    entry: dict   # the entry as written (name, routes, tlsRoutes, tcpRoutes): what the script sees
-    field: str
+    __slots__ = ("name", "namespace", "entry", "field")
+
+    def __init__(self, name: str, namespace: Optional[str], entry: dict, field: str):
+        self.name, self.namespace, self.entry, self.field = name, namespace, entry, field
 
 
-@dataclass
-class ArgoStep:
-    number: int               # 1-based
-    action: str               # the step's first action key (setWeight, pause, ...)
-    body: dict
-    weight: int               # the weight in effect at this step
-    description: str
+class ArgoStep(Record):
+    """``number``: 1-based; ``action``: the step's first action key (setWeight, pause, ...); ``weight``: the
+    weight in effect at this step."""
+
+    __slots__ = ("number", "action", "body", "weight", "description")
+
+    def __init__(self, number: int, action: str, body: dict, weight: int, description: str):
+        self.number, self.action, self.body, self.weight, self.description = number, action, body, weight, description
 
     @property
     def header_route(self) -> Optional[dict]:
@@ -58,15 +59,19 @@ class ArgoStep:
         return self.body.get("setMirrorRoute")
 
 
-@dataclass
-class ArgoRollout:
-    document: Document
-    canary_service: str       # "" for a subset-level split without services
-    stable_service: str
-    virtual_services: list[VirtualServiceRef]
-    destination_rule: Optional[dict]   # name, canarySubsetName, stableSubsetName[, additionalSubsetNames]
-    managed_routes: Optional[list[str]]
-    steps: list[ArgoStep]
+class ArgoRollout(Record):
+    """``canary_service``: "" for a subset-level split without services; ``destination_rule``: name,
+    canarySubsetName, stableSubsetName[, additionalSubsetNames]."""
+
+    __slots__ = ("document", "canary_service", "stable_service", "virtual_services", "destination_rule",
+                 "managed_routes", "steps")
+
+    def __init__(self, document: Document, canary_service: str, stable_service: str,
+                 virtual_services: list[VirtualServiceRef], destination_rule: Optional[dict],
+                 managed_routes: Optional[list[str]], steps: list[ArgoStep]):
+        self.document, self.canary_service, self.stable_service = document, canary_service, stable_service
+        self.virtual_services, self.destination_rule = virtual_services, destination_rule
+        self.managed_routes, self.steps = managed_routes, steps
 
     @property
     def namespace(self) -> Optional[str]:

@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 from engine.documents import Document
 from engine.errors import ScriptNotFoundError
+from engine.lua.sandbox import LuaSandbox
 from engine.lua.scripts import ScriptLibrary, ingress_key
 from engine.routing.render import Engine, render
 from engine.routing.script_input import OriginalState, build_ingress_input, build_script_input
@@ -25,11 +26,15 @@ class _Recorded:
     returned: object = None  # what the recorder handed back (to recognise a chained ingress call)
 
 
-@dataclass
 class InputRecorder(Engine):
     """An Engine that records each script's input and hands the object back unchanged instead of running."""
 
-    recorded: list[_Recorded] = field(default_factory=list)
+    __slots__ = ("recorded",)
+
+    def __init__(self, library: ScriptLibrary, sandbox: Optional[LuaSandbox] = None,
+                 printer: Optional[Callable[[str], None]] = None, argo_hashes: Optional[dict] = None):
+        super().__init__(library, sandbox, printer, argo_hashes)
+        self.recorded: list[_Recorded] = []
 
     def run_network_script(self, key: str, original: OriginalState, strategy: TrafficStrategy,
                            stable_service: str, canary_service: str,
