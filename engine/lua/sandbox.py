@@ -25,6 +25,7 @@ from engine.errors import InvalidInputError, ScriptError
 from engine.lua.convert import to_tokens
 from engine.lua.runner import LuaState, runtime_module
 from engine.lua.worker import Worker, WorkerGone
+from engine.records import FrozenRecord, Record
 
 DEFAULT_RUNTIME = "luajit"
 COVERAGE_RUNTIME = "lua51"
@@ -40,57 +41,30 @@ _LOCATION = re.compile(r"^(?P<chunk>[^\n]*?):(?P<line>\d+): (?P<message>.*)$", r
 _UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-# Plain classes, not dataclasses: @dataclass costs every command's start-up its import and an exec() per class
-# (engine/records.py, which the Lua host does not import, says how much).
-class Script:
+class Script(FrozenRecord):
     """A script's source and where it came from (shown in every error): ``origin`` is a path, "configmap FILE
-    key", or "builtin:<key>". Immutable, and equal to a Script with the same three fields."""
+    key", or "builtin:<key>"."""
 
     __slots__ = ("key", "source", "origin")
 
     def __init__(self, key: str, source: str, origin: str):
-        object.__setattr__(self, "key", key)
-        object.__setattr__(self, "source", source)
-        object.__setattr__(self, "origin", origin)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"cannot assign to field {name!r} of a Script")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"cannot delete field {name!r} of a Script")
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not Script:
-            return NotImplemented
-        return (self.key, self.source, self.origin) == (other.key, other.source, other.origin)  # type: ignore
-
-    def __hash__(self) -> int:
-        return hash((self.key, self.source, self.origin))
-
-    def __reduce__(self) -> tuple:
-        return Script, (self.key, self.source, self.origin)
-
-    def __repr__(self) -> str:
-        return f"Script(key={self.key!r}, source={self.source!r}, origin={self.origin!r})"
+        self._freeze(key, source, origin)
 
 
-class _Compiled:
+class _Compiled(Record):
     __slots__ = ("key", "script")
 
     def __init__(self, key: int, script: Script):
         self.key, self.script = key, script
 
 
-class RunResult:
+class RunResult(Record):
     """What a script returned (as plain Python data) and the lines it printed."""
 
     __slots__ = ("value", "printed")
 
     def __init__(self, value: Any, printed: Optional[list[str]] = None):
         self.value, self.printed = value, [] if printed is None else printed
-
-    def __repr__(self) -> str:
-        return f"RunResult(value={self.value!r}, printed={self.printed!r})"
 
 
 def grace(timeout: float) -> float:

@@ -16,6 +16,7 @@ import yaml
 
 from engine.errors import InvalidInputError, ScriptNotFoundError
 from engine.lua.sandbox import Script
+from engine.records import Record
 
 if TYPE_CHECKING:  # walk_tree takes any Traversable; importlib.abc costs start-up an import
     from importlib.abc import Traversable
@@ -57,18 +58,14 @@ def _relative_path(key: str) -> str:
     return f"{key}/{SCRIPT_FILE}"
 
 
-class ScriptLayer:
+class ScriptLayer(Record):
     """One place scripts come from; ``scripts`` maps key -> Script; ``where``: how a key is looked up here, for
-    the not-found message. (A plain class: a dataclass costs start-up its import, see engine/records.py, which
-    the Lua host does not import.)"""
+    the not-found message."""
 
     __slots__ = ("description", "scripts", "where")
 
     def __init__(self, description: str, scripts: Optional[dict[str, Script]] = None, where: Optional[str] = None):
         self.description, self.scripts, self.where = description, {} if scripts is None else scripts, where
-
-    def __repr__(self) -> str:
-        return f"ScriptLayer({self.description!r}, {sorted(self.scripts)!r}, {self.where!r})"
 
     def describe(self, key: str) -> str:
         if self.where:
