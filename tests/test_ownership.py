@@ -110,3 +110,25 @@ def test_unknown_kinds_keep_the_stored_original():
 def test_ownership_reads_hosts_as_istio_and_the_built_in_script_do(host, same):
     from engine.routing.ownership import same_service
     assert same_service(host, "mocka") is same
+
+
+@pytest.mark.parametrize("host,namespace,same", [
+    ("mocka.shop.svc.cluster.local", "shop", True), ("mocka.other.svc.cluster.local", "shop", False),
+    ("mocka", "shop", True), ("mocka.other.svc.cluster.local", None, True)])  # no namespace known: not compared
+def test_the_full_forms_namespace_must_be_the_objects(host, namespace, same):
+    from engine.routing.ownership import same_service
+    assert same_service(host, "mocka", namespace) is same
+
+
+def test_another_namespaces_canary_route_is_not_taken_for_graylanes():
+    """A rule someone wrote to route to mocka-canary of another namespace is theirs: folding keeps it, where the
+    same rule to this namespace's mocka-canary is recognised as graylane's lane rule and dropped."""
+    def lane_rule(host: str) -> dict:
+        return {"name": "lane", "match": [{"headers": {"my-request-id": {"exact": "canary"}}}],
+                "route": [{"destination": {"host": host}}]}
+    for host, kept in (("mocka-canary.other.svc.cluster.local", True), ("mocka-canary.shop.svc.cluster.local", False)):
+        live = copy.deepcopy(VS)
+        live["spec"]["http"].insert(0, lane_rule(host))
+        folded = fold_original(live, None, "mocka", "mocka-canary").spec
+        assert (folded["http"][0] == lane_rule(host)) is kept, host
+        assert folded["http"][-1] == VS["spec"]["http"][0]

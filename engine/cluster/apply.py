@@ -511,12 +511,13 @@ def inspect(body: dict, stable: str, canary: str, subsets: Optional[tuple[str, s
     the DestinationRule's host rather than a Service of its own."""
     spec = body.get("spec") or {}
     kind = body.get("kind")
+    namespace = (body.get("metadata") or {}).get("namespace")
     canary_subset = subsets[0] if subsets else CANARY_SUBSET
 
     def is_canary(destination: Any) -> bool:
         if subsets:
             return isinstance(destination, dict) and destination.get("subset") == canary_subset
-        return is_canary_destination(destination, stable, canary)
+        return is_canary_destination(destination, stable, canary, namespace)
 
     if kind == "VirtualService":
         weights, matches = [], []

@@ -27,36 +27,40 @@ CANARY_SUBSET = "canary"  # the subset Kruise's and graylane's scripts route a s
 ROUTE_PROTOCOLS = ("http", "tcp", "tls")
 
 
-def same_service(host: Any, service: str) -> bool:
-    """``reviews`` and ``reviews.shop.svc.cluster.local`` name service reviews, as Istio resolves hosts (and as the
-    built-in script decides); ``reviews.shop`` and ``reviews.shop.svc`` name no Service in Istio."""
+def same_service(host: Any, service: str, namespace: Optional[str] = None) -> bool:
+    """``reviews`` and ``reviews.<namespace>.svc.cluster.local`` name service reviews, as Istio resolves hosts
+    and as the built-in script decides (``namespace``: the object's; without it the full form's namespace is
+    not compared, as the script does without ``obj.namespace``); ``reviews.shop`` and ``reviews.shop.svc`` name
+    no Service in Istio."""
     if not isinstance(host, str):
         return False
     if host == service:
         return True
     labels = host.split(".")
-    return len(labels) == 5 and labels[0] == service and labels[2:] == ["svc", "cluster", "local"]
+    return (len(labels) == 5 and labels[0] == service and labels[2:] == ["svc", "cluster", "local"]
+            and (not namespace or labels[1] == namespace))
 
 
-def is_canary_destination(destination: Any, stable: str, canary: str) -> bool:
+def is_canary_destination(destination: Any, stable: str, canary: str, namespace: Optional[str] = None) -> bool:
     if not isinstance(destination, dict):
         return False
     if canary == stable:
-        return same_service(destination.get("host"), stable) and destination.get("subset") == CANARY_SUBSET
-    return same_service(destination.get("host"), canary)
+        return (same_service(destination.get("host"), stable, namespace)
+                and destination.get("subset") == CANARY_SUBSET)
+    return same_service(destination.get("host"), canary, namespace)
 
 
-def routes_to_canary(rule: Any, stable: str, canary: str) -> bool:
+def routes_to_canary(rule: Any, stable: str, canary: str, namespace: Optional[str] = None) -> bool:
     """A VirtualService rule graylane owns: one of its routes goes to the canary."""
     return isinstance(rule, dict) and any(isinstance(route, dict) and
-                                          is_canary_destination(route.get("destination"), stable, canary)
+                                          is_canary_destination(route.get("destination"), stable, canary, namespace)
                                           for route in rule.get("route") or [])
 
 
-def _without_canary_routes(rule: dict, stable: str, canary: str) -> dict:
+def _without_canary_routes(rule: dict, stable: str, canary: str, namespace: Optional[str]) -> dict:
     result = dict(rule)
-    result["route"] = [r for r in rule.get("route") or []
-                       if not (isinstance(r, dict) and is_canary_destination(r.get("destination"), stable, canary))]
+    result["route"] = [r for r in rule.get("route") or [] if not (
+        isinstance(r, dict) and is_canary_destination(r.get("destination"), stable, canary, namespace))]
     return result
 
 
@@ -65,12 +69,13 @@ def _ignoring_weights(rule: dict) -> dict:
                               for r in rule.get("route") or []]}
 
 
-def _unsplit(rule: dict, originals: list, stable: str, canary: str) -> Optional[dict]:
+def _unsplit(rule: dict, originals: list, stable: str, canary: str, namespace: Optional[str]) -> Optional[dict]:
     """The rule as it was before graylane touched it: the stored original's version when one matches, else
     the live rule without its canary routes (a lane rule, which has a match, is dropped)."""
-    stable_part = _without_canary_routes(rule, stable, canary)
+    stable_part = _without_canary_routes(rule, stable, canary, namespace)
     for original in originals:
-        if isinstance(original, dict) and _ignoring_weights(_without_canary_routes(original, stable, canary)) \
+        if isinstance(original, dict) and \
+                _ignoring_weights(_without_canary_routes(original, stable, canary, namespace)) \
                 == _ignoring_weights(stable_part):
             return copy.deepcopy(original)
     if rule.get("match") or not stable_part["route"]:
@@ -80,7 +85,8 @@ def _unsplit(rule: dict, originals: list, stable: str, canary: str) -> Optional[
     return copy.deepcopy(stable_part)
 
 
-def _fold_spec(kind: str, live_spec: Any, stored_spec: Any, stable: str, canary: str) -> Any:
+def _fold_spec(kind: str, live_spec: Any, stored_spec: Any, stable: str, canary: str,
+               namespace: Optional[str]) -> Any:
     if not isinstance(live_spec, dict):
         return copy.deepcopy(live_spec)
     spec = copy.deepcopy(live_spec)
@@ -93,13 +99,13 @@ def _fold_spec(kind: str, live_spec: Any, stored_spec: Any, stable: str, canary:
             originals = [r for r in stored.get(protocol) or [] if isinstance(r, dict)]
             folded = []
             for rule in rules:
-                if not routes_to_canary(rule, stable, canary):
+                if not routes_to_canary(rule, stable, canary, namespace):
                     folded.append(copy.deepcopy(rule))
                     continue
                 if rule in (stored.get(protocol) or []):  # the original itself routed here: not ours
                     folded.append(copy.deepcopy(rule))
                     continue
-                kept = _unsplit(rule, originals, stable, canary)
+                kept = _unsplit(rule, originals, stable, canary, namespace)
                 if kept is not None:
                     folded.append(kept)
             spec[protocol] = folded
@@ -152,7 +158,7 @@ def fold_original(live: dict, stored: Optional[OriginalState], stable: str, cana
         return stored if stored is not None else OriginalState(copy.deepcopy(live.get("spec")), live_labels,
                                                                live_annotations)
     base = stored or OriginalState(None, {}, {})
-    spec = _fold_spec(kind, live.get("spec"), base.spec, stable, canary)
+    spec = _fold_spec(kind, live.get("spec"), base.spec, stable, canary, metadata.get("namespace"))
     labels = _fold_map(live_labels, base.labels, scripted.labels if scripted and stored else None)
     annotations = _fold_map(live_annotations, base.annotations,
                             {k: v for k, v in scripted.annotations.items() if k != ORIGINAL_ANNOTATION}

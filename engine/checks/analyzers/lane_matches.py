@@ -164,11 +164,11 @@ def lane_match(match: dict) -> dict:
 
 # ------------------------------------------------------------------------------ where the script combines
 
-def _routes_to_stable(rule: Any, stable: str, canary: str) -> bool:
+def _routes_to_stable(rule: Any, stable: str, canary: str, namespace: Optional[str]) -> bool:
     return isinstance(rule, dict) and any(
         isinstance(entry, dict) and isinstance(entry.get("destination"), dict)
-        and not is_canary_destination(entry["destination"], stable, canary)
-        and same_service(entry["destination"].get("host"), stable) for entry in as_list(rule.get("route")))
+        and not is_canary_destination(entry["destination"], stable, canary, namespace)
+        and same_service(entry["destination"].get("host"), stable, namespace) for entry in as_list(rule.get("route")))
 
 
 def _catches_all(rule: Any) -> bool:
@@ -181,13 +181,14 @@ def _rule_name(index: int, rule: dict) -> str:
     return f"http[{index}] ({name})" if isinstance(name, str) and name else f"http[{index}]"
 
 
-def inexpressible(http: list, lane_matches: list[dict], stable: str, canary: str) -> Iterator[tuple[int, str, str]]:
+def inexpressible(http: list, lane_matches: list[dict], stable: str, canary: str,
+                  namespace: Optional[str] = None) -> Iterator[tuple[int, str, str]]:
     """(lane match index, the rule and match it meets, why) for every pair the script cannot combine, in the
-    order the script meets them (it stops at the first)."""
+    order the script meets them (it stops at the first); ``namespace``: the VirtualService's (``obj.namespace``)."""
     catch_all = None
     for index, rule in enumerate(http):
         rule = as_map(rule)
-        if catch_all is None and _routes_to_stable(rule, stable, canary):
+        if catch_all is None and _routes_to_stable(rule, stable, canary, namespace):
             rule_matches = as_list(rule.get("match")) or [{}]
             for position, rule_match in enumerate(rule_matches):
                 for lane_index, lane in enumerate(lane_matches):
@@ -225,7 +226,8 @@ def inexpressible_lanes(documents: list[Document]) -> list[Finding]:
                         except ValueError:
                             continue
                         for lane_index, where, why in inexpressible(as_list(spec.get("http")), lanes,
-                                                                    target.stable_service, target.canary_service):
+                                                                    target.stable_service, target.canary_service,
+                                                                    found.namespace):  # as render passes it
                             findings.append(finding(
                                 "GL0404", document, f"{path}.matches[{lane_index}]",
                                 f"the lane match cannot be combined with {where} of VirtualService "
