@@ -264,3 +264,62 @@ def test_the_callers_work_runs_while_the_worker_runs_and_its_failure_costs_only_
     with pytest.raises(KeyError):
         sandbox.run(script, {"v": 2}, meanwhile=lambda: {}["missing"])
     assert sandbox.run(script, {"v": 3}).value == {"v": 3}  # a fresh worker, in step again
+
+
+class _Requests:
+    """Records what the parent sends to its (real) worker process."""
+
+    def __init__(self, box: LuaSandbox):
+        self.sent: list[tuple] = []
+        worker, call = box._worker, box._worker.call
+
+        def recording(request, *args, **kwargs):
+            self.sent.append(request)
+            return call(request, *args, **kwargs)
+        worker.call = recording
+
+    def sources(self, script: Script) -> int:
+        return sum(1 for request in self.sent if script.source in request)
+
+
+def test_a_run_sends_the_source_only_to_a_worker_that_lacks_it():
+    import os
+    import signal
+
+    box = LuaSandbox()
+    try:
+        script = Script("src", "return {n = obj.n} -- " + "x" * 10000, "src.lua")
+        requests = _Requests(box)
+        assert box.run(script, {"n": 1}).value == {"n": 1}
+        assert box.run(script, {"n": 2}).value == {"n": 2}
+        assert [request[0] for request in requests.sent] == ["compile", "run", "run"]
+        assert requests.sources(script) == 1  # the compile request only, not every run
+
+        os.kill(box._worker.pid, signal.SIGKILL)  # the worker dies between runs
+        with pytest.raises(ScriptError):
+            box.run(script, {"n": 3})
+        requests.sent.clear()
+        assert box.run(script, {"n": 4}).value == {"n": 4}  # a fresh worker recompiles it
+        assert [request[0] for request in requests.sent] == ["run", "run"] and requests.sources(script) == 1
+        requests.sent.clear()
+        assert box.run(script, {"n": 5}).value == {"n": 5}
+        assert requests.sources(script) == 0
+    finally:
+        box.close()
+
+
+def test_a_worker_that_dropped_a_script_gets_its_source_again():
+    from engine.lua.runner import MAX_COMPILED
+
+    box = LuaSandbox()
+    try:
+        first = Script("first", "return {first = obj.n}", "first.lua")
+        assert box.run(first, {"n": 1}).value == {"first": 1}
+        for i in range(MAX_COMPILED):  # the worker keeps the newest MAX_COMPILED scripts
+            box.compile(Script(f"s{i}", f"return {{i = {i}}}", f"s{i}.lua"))
+        requests = _Requests(box)
+        assert box.run(first, {"n": 2}).value == {"first": 2}
+        assert [request[0] for request in requests.sent] == ["run", "run"] and requests.sources(first) == 1
+    finally:
+        box.close()
+

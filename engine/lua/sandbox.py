@@ -135,8 +135,12 @@ class LuaSandbox:
                 if meanwhile is not None:
                     meanwhile()
             else:
-                reply = self._call(("run", compiled.key, script.source, "@" + script.origin, tokens,
-                                    self.timeout, self.max_memory, coverage), script, meanwhile)
+                # The source goes only to a worker that lacks the script (a restarted one, or one that
+                # dropped it): marshalling and piping 38 KB of built-in script on every run cost ~37 µs.
+                request = ("run", compiled.key, tokens, self.timeout, self.max_memory, coverage)
+                reply = self._call(request, script, meanwhile)
+                if reply[0] == "missing":
+                    reply = self._call(request + (script.source, "@" + script.origin), script)
                 if reply[0] != "ran":
                     raise _script_error(script, str(reply[1]), "syntax")
                 result = reply[1:]

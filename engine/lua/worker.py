@@ -7,7 +7,9 @@ SIGKILLs the worker and starts a fresh one on the next run. The worker's address
 RLIMIT_AS, so no path inside it can take more memory than that, and it dies with its parent.
 
 Protocol: length-prefixed ``marshal`` frames over two pipes, one request and one reply at a time. The
-parent only sends plain data (strings, numbers, lists) and only reads plain data back.
+parent only sends plain data (strings, numbers, lists) and only reads plain data back. A run names its
+script by key; the worker compiles a script it lacks (it was restarted, or dropped it) from the source the
+parent sends again after a ``("missing",)`` reply, so the source crosses the pipe once, not on every run.
 """
 from __future__ import annotations
 
@@ -191,10 +193,12 @@ def _handle(state: LuaState, request: tuple) -> tuple:
     if op == "compile":
         _, key, source, chunkname = request
         return ("compiled", state.compile(key, source, chunkname))
-    if op == "run":
-        _, key, source, chunkname, tokens, timeout, max_memory, coverage = request
+    if op == "run":  # ("run", key, tokens, timeout, max_memory, coverage[, source, chunkname])
+        _, key, tokens, timeout, max_memory, coverage, *script = request
         if not state.knows(key):
-            error = state.compile(key, source, chunkname)
+            if not script:  # a restarted worker, or one that dropped the script: the parent resends it
+                return ("missing",)
+            error = state.compile(key, *script)
             if error is not None:
                 return ("compiled", error)
         return ("ran", *state.run(key, tokens, timeout, max_memory, coverage))
