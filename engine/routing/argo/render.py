@@ -15,7 +15,7 @@ from engine.records import Record
 from engine.lua.scripts import resource_key
 from engine.routing.argo.rollout import (HASH_LABEL, ArgoRollout, ArgoStep, is_argo_rollout, read_rollout,
                                          routes_with_istio)
-from engine.routing.render import Engine, OutputCheck, Rendered, find_object
+from engine.routing.render import Engine, OutputCheck, InputIndex, Rendered
 from engine.routing.script_input import (ORIGINAL_ANNOTATION, OriginalState, apply_result, build_argo_script_input,
                                          encode_original, original_of)
 from engine.routing.strategy import NetworkRef, RouteTarget, RoutingPlan, TrafficStrategy
@@ -118,29 +118,29 @@ def _argo_fields(rollout: ArgoRollout, step: ArgoStep, hashes: PodHashes, entry:
     }
 
 
-def _find(rollout: ArgoRollout, documents: list[Document], kind: str, name: str, namespace: Optional[str],
+def _find(rollout: ArgoRollout, inputs: InputIndex, kind: str, name: str, namespace: Optional[str],
           where: str) -> Document:
-    found = find_object(documents, ISTIO_API, kind, name, namespace)
+    found = inputs.find(ISTIO_API, kind, name, namespace)
     if found is None:
         raise rollout.document.error(f"references {kind}/{name}, which is not among the inputs", where)
     return found
 
 
-def render_rollout(routing: RoutingPlan, documents: list[Document], engine: Engine, claimed: dict,
+def render_rollout(routing: RoutingPlan, inputs: InputIndex, engine: Engine, claimed: dict,
                    check: Optional[OutputCheck] = None) -> list[Rendered]:
     """The VirtualServices (and DestinationRule) of an Argo Rollout as Argo leaves them after steps 1..N."""
     rollout: ArgoRollout = routing.argo
     steps = rollout.steps[:routing.step]
-    hashes = pod_hashes(rollout, documents, engine.argo_hashes)
+    hashes = pod_hashes(rollout, inputs.documents, engine.argo_hashes)
     dr_document, dr_host = None, None
     if rollout.destination_rule is not None:
-        dr_document = _find(rollout, documents, "DestinationRule", rollout.destination_rule["name"],
+        dr_document = _find(rollout, inputs, "DestinationRule", rollout.destination_rule["name"],
                             rollout.namespace, "spec.strategy.canary.trafficRouting.istio.destinationRule.name")
         spec = dr_document.body.get("spec")
         dr_host = str(spec.get("host") or "") if isinstance(spec, dict) else ""
     work: list[tuple[Document, Optional[dict], str]] = []
     for vs in rollout.virtual_services:
-        work.append((_find(rollout, documents, "VirtualService", vs.name, vs.namespace or rollout.namespace,
+        work.append((_find(rollout, inputs, "VirtualService", vs.name, vs.namespace or rollout.namespace,
                            f"{vs.field}.name"), vs.entry, vs.field))
     if dr_document is not None and hashes.known:
         work.append((dr_document, None, "spec.strategy.canary.trafficRouting.istio.destinationRule"))
