@@ -30,11 +30,17 @@ NEVER = ("kubernetes", "engine.cluster", "engine.fulllink.simulate", "engine.ful
          "engine.checks.analyzers.argo")
 
 
-def imported(*args: str, stdin: str | None = None) -> set[str]:
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "engine", *args], input=stdin,
+def _import_times(*args: str, stdin: str | None = None) -> set[str]:
+    done = subprocess.run([sys.executable, "-X", "importtime", *args], input=stdin,
                           capture_output=True, text=True, cwd=REPO, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+
+
+def imported(*args: str, stdin: str | None = None) -> set[str]:
+    """What graylane imports itself: beyond what this interpreter's own start-up imports (site-packages' .pth
+    files may import certifi, and with it importlib.resources, before any program runs)."""
+    return _import_times("-m", "engine", *args, stdin=stdin) - _import_times("-c", "pass")
 
 
 def _loaded(modules: set[str], prefix: str) -> bool:
