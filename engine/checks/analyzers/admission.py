@@ -11,9 +11,9 @@ import json
 import re
 from typing import Any, Iterator, Optional
 
-from engine.checks.analyzers.common import ISTIO, Finding, as_list, as_map, find_objects, finding, is_kind, join
+from engine.checks.analyzers.common import ISTIO, Finding, as_list, as_map, finding, is_kind, join
 from engine.checks.analyzers.routing import routing_targets, service_matches, strategies
-from engine.documents import Document
+from engine.documents import Document, DocumentIndex
 
 MAX_REGEX_LENGTH = 1024  # Istio approximates Envoy's re2.max_program_size by the pattern's length
 PSEUDO_HEADERS = (":method", ":scheme", ":authority", ":path", ":status")
@@ -409,6 +409,7 @@ def authority_conflicts(documents: list[Document]) -> list[Finding]:
     """GL0109: a lane's requestHeaderModifier sets the Host (authority) while the VirtualService rule the lane rules
     copy already rewrites it, so the rendered rule would set the authority twice (Istio refuses)."""
     findings: list[Finding] = []
+    inputs = DocumentIndex(documents)
     for document in documents:
         for path, strategy in strategies(document):
             modifier = as_map(strategy.get("requestHeaderModifier"))
@@ -425,8 +426,8 @@ def authority_conflicts(documents: list[Document]) -> list[Finding]:
                     ref = as_map(ref)
                     if ref.get("kind") != "VirtualService" or not isinstance(ref.get("apiVersion"), str):
                         continue
-                    for found in find_objects(documents, ref["apiVersion"], "VirtualService", str(ref.get("name")),
-                                              document.namespace):
+                    for found in inputs.matching(ref["apiVersion"], "VirtualService", str(ref.get("name")),
+                                                 document.namespace):
                         rule = _template_rule(as_map(found.body.get("spec")), service,
                                               found.namespace or document.namespace)
                         rewrites = rule and (as_map(rule.get("rewrite")).get("authority")

@@ -3,8 +3,8 @@ controller would accept every step on the VirtualServices given (it refuses a ro
 and the canary destination, a route name that is not there, several routes when ``routes`` is omitted)."""
 from __future__ import annotations
 
-from engine.checks.analyzers.common import Finding, find_objects, finding
-from engine.documents import Document
+from engine.checks.analyzers.common import Finding, finding
+from engine.documents import Document, DocumentIndex
 from engine.errors import GraylaneError, InvalidInputError
 from engine.routing.argo.rollout import is_argo_rollout, read_rollout, routes_with_istio
 
@@ -13,6 +13,7 @@ ISTIO_API = "networking.istio.io/v1alpha3"
 
 def analyze_references(documents: list[Document]) -> list[Finding]:
     findings: list[Finding] = []
+    inputs = DocumentIndex(documents)
     for document in documents:
         if not (is_argo_rollout(document) and routes_with_istio(document)):
             continue
@@ -28,7 +29,7 @@ def analyze_references(documents: list[Document]) -> list[Finding]:
             refs.append(("DestinationRule", rollout.destination_rule["name"], document.namespace,
                          "spec.strategy.canary.trafficRouting.istio.destinationRule.name"))
         for kind, name, namespace, path in refs:
-            if not find_objects(documents, ISTIO_API, kind, name, namespace):
+            if not inputs.matching(ISTIO_API, kind, name, namespace):
                 missing = True
                 findings.append(finding("GL0602", document, path, f"{kind} {namespace + '/' if namespace else ''}"
                                         f"{name} is not among the inputs"))

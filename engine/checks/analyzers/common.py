@@ -85,14 +85,6 @@ def object_key(document: Document) -> tuple[str, str, Optional[str], str]:
     return document.group, document.kind, document.namespace, document.name
 
 
-def find_objects(documents: list[Document], api_version: str, kind: str, name: str,
-                 namespace: Optional[str]) -> list[Document]:
-    """Inputs a reference points at, as render's find_object sees them (same group; namespace when both say)."""
-    group = api_version.split("/", 1)[0] if "/" in api_version else ""
-    return [d for d in documents if d.group == group and d.kind == kind and d.name == name
-            and (namespace is None or d.namespace is None or d.namespace == namespace)]
-
-
 def duplicate_objects(documents: list[Document]) -> list[Finding]:
     """GL0002: an object given twice (render would refuse to choose)."""
     seen: dict[tuple, Document] = {}

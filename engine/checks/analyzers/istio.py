@@ -292,9 +292,32 @@ def rule_covers_host(rule_document: Document, destination_host: str, namespace: 
                                   or rule_namespace == destination_namespace)
 
 
+class DestinationRulesByHost:
+    """DestinationRules by the Service name of their host, wildcard hosts apart, so that finding the rules that
+    cover a destination (:func:`rule_covers_host`) looks at the few that can, not at every rule of a mesh."""
+
+    def __init__(self, rules: list[Document]):
+        self._by_name: dict[str, list[tuple[int, Document]]] = {}
+        self._wildcards: list[tuple[int, Document]] = []
+        for position, rule in enumerate(rules):
+            host = as_map(rule.body.get("spec")).get("host")
+            if not isinstance(host, str) or not host:
+                continue  # covers nothing
+            if "*" in host:
+                self._wildcards.append((position, rule))
+            else:
+                self._by_name.setdefault(service_key(host)[0], []).append((position, rule))
+
+    def covering(self, destination_host: str, namespace: Optional[str]) -> list[Document]:
+        """The rules covering ``destination_host``, in input order."""
+        candidates = self._by_name.get(service_key(destination_host, namespace)[0], []) + self._wildcards
+        return [rule for _position, rule in sorted(candidates, key=lambda item: item[0])
+                if rule_covers_host(rule, destination_host, namespace)]
+
+
 def analyze_subsets(documents: list[Document]) -> list[Finding]:
     """GL0201 subset missing from the host's DestinationRule(s); GL0202 no DestinationRule for the host."""
-    rules = [d for d in documents if is_destination_rule(d)]
+    rules = DestinationRulesByHost([d for d in documents if is_destination_rule(d)])
     findings: list[Finding] = []
     for document in documents:
         if not is_virtual_service(document):
@@ -303,7 +326,7 @@ def analyze_subsets(documents: list[Document]) -> list[Finding]:
             subset, host = destination.get("subset"), destination.get("host")
             if not isinstance(subset, str) or not subset or not isinstance(host, str):
                 continue
-            covering = [r for r in rules if rule_covers_host(r, host, document.namespace)]
+            covering = rules.covering(host, document.namespace)
             if not covering:
                 findings.append(finding("GL0202", document, f"{path}.subset",
                                         f"subset {subset!r} of host {host}: no DestinationRule for this host is "

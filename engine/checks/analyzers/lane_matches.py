@@ -12,9 +12,9 @@ from __future__ import annotations
 import copy
 from typing import Any, Iterator, Optional
 
-from engine.checks.analyzers.common import Finding, as_list, as_map, find_objects, finding
+from engine.checks.analyzers.common import Finding, as_list, as_map, finding
 from engine.checks.analyzers.routing import is_rollout, is_traffic_routing
-from engine.documents import Document
+from engine.documents import Document, DocumentIndex
 from engine.errors import InvalidInputError
 from engine.routing.ownership import is_canary_destination, same_service
 from engine.routing.script_input import original_of
@@ -204,6 +204,7 @@ def inexpressible_lanes(documents: list[Document]) -> list[Finding]:
     """GL0404 for each TrafficRouting strategy or Rollout step whose lane match the built-in script cannot combine
     with the match of a rule of the referenced VirtualService (render would stop there)."""
     findings: list[Finding] = []
+    inputs = DocumentIndex(documents)
     for document in documents:
         if not (is_traffic_routing(document) or is_rollout(document)):  # Kruise's (Argo's lanes are header routes)
             continue
@@ -220,7 +221,7 @@ def inexpressible_lanes(documents: list[Document]) -> list[Finding]:
                 for ref in target.network_refs:
                     if ref.kind != "VirtualService":
                         continue
-                    for found in find_objects(documents, ref.api_version, ref.kind, ref.name, document.namespace):
+                    for found in inputs.matching(ref.api_version, ref.kind, ref.name, document.namespace):
                         try:
                             spec = as_map(original_of(found.body)[0].spec)
                         except ValueError:

@@ -239,14 +239,21 @@ def subset_pods(documents: list[Document]) -> list[Finding]:
     findings: list[Finding] = []
     if not pods:
         return findings
+    pods_by_label: dict[tuple[str, str, str], list[dict]] = {}  # (namespace, key, value): a selector's
+    for namespace, labels in pods:                                       # first label narrows the pods to look at
+        for key, value in labels.items():
+            pods_by_label.setdefault((namespace, key, value), []).append(labels)
     for document in filter(is_destination_rule, documents):
         spec = as_map(document.body.get("spec"))
         service = services.get(fqdn(str(spec.get("host", "")), _namespace(document)))
         if service is None:
             continue
         selector = as_map(as_map(service.body.get("spec")).get("selector"))
-        members = [labels for namespace, labels in pods
-                   if namespace == _namespace(service) and selector and _selects(selector, labels)]
+        if not selector:
+            continue
+        first_key, first_value = next(iter(selector.items()))
+        members = [labels for labels in pods_by_label.get((_namespace(service), str(first_key), str(first_value)), ())
+                   if _selects(selector, labels)]
         if not members:
             continue
         for index, subset in enumerate(as_list(spec.get("subsets"))):

@@ -4,10 +4,10 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator, Optional
 
-from engine.checks.analyzers.common import (KRUISE, Finding, as_list, as_map, find_objects, finding, is_int, is_kind, join,
+from engine.checks.analyzers.common import (KRUISE, Finding, as_list, as_map, finding, is_int, is_kind, join,
                         re2_error)
 from engine.checks.analyzers.istio import destinations, is_destination_rule, is_virtual_service, rule_covers_host
-from engine.documents import Document
+from engine.documents import Document, DocumentIndex
 from engine.routing.hosts import how_to_write, request_service_key, service_key
 from engine.routing.names import did_you_mean
 from engine.routing.strategy import HEADER_TYPES, MAX_MATCHES, PATH_TYPES
@@ -188,7 +188,7 @@ def analyze_references(documents: list[Document]) -> list[Finding]:
     """GL0301 missing network objects; GL0302 service not routed by the VirtualService; GL0303 DR host;
     GL0304 no canary subset for subset-level routing."""
     findings: list[Finding] = []
-    candidates = [d for d in documents if not (is_traffic_routing(d) or is_rollout(d))]
+    candidates = DocumentIndex([d for d in documents if not (is_traffic_routing(d) or is_rollout(d))])
     for document in documents:
         namespace = document.namespace
         for target_path, target in routing_targets(document):
@@ -200,12 +200,12 @@ def analyze_references(documents: list[Document]) -> list[Finding]:
                 if not all(isinstance(v, str) and v for v in (api_version, kind, name)):
                     continue
                 ref_path = f"{target_path}.customNetworkRefs[{index}]"
-                found = find_objects(candidates, api_version, kind, name, namespace)
+                found = candidates.matching(api_version, kind, name, namespace)
                 if not found:
                     findings.append(finding("GL0301", document, ref_path,
                                             f"{kind}/{name} ({api_version}) is not among the inputs"
-                                            + did_you_mean(name, [d.name for d in candidates if d.kind == kind])
-                                            + _near_misses(candidates, kind, name)))
+                                            + did_you_mean(name, candidates.names(kind))
+                                            + _near_misses(candidates.documents, kind, name)))
                     continue
                 if not isinstance(service, str) or not service:
                     continue
@@ -234,27 +234,27 @@ def analyze_references(documents: list[Document]) -> list[Finding]:
                                               f"{kind}/{name}")))
             ingress = target.get("ingress")
             if isinstance(ingress, dict) and isinstance(ingress.get("name"), str) and ingress["name"]:
-                if not find_objects(candidates, "networking.k8s.io/v1", "Ingress", ingress["name"], namespace):
+                if not candidates.matching("networking.k8s.io/v1", "Ingress", ingress["name"], namespace):
                     findings.append(finding("GL0301", document, f"{target_path}.ingress.name",
                                             f"Ingress/{ingress['name']} (networking.k8s.io/v1) is not among the "
-                                            "inputs" + _near_misses(candidates, "Ingress", ingress["name"])))
+                                            "inputs" + _near_misses(candidates.documents, "Ingress", ingress["name"])))
     return findings
 
 
 
-def _canary_subset(document: Document, target_path: str, target: dict, candidates: list[Document]) -> list[Finding]:
+def _canary_subset(document: Document, target_path: str, target: dict, candidates: DocumentIndex) -> list[Finding]:
     service = target.get("service")
     if not subset_level(document) or not isinstance(service, str) or not service:
         return []
     refs = [as_map(r) for r in as_list(target.get("customNetworkRefs"))]
     found = [d for r in refs if all(isinstance(r.get(k), str) for k in ("apiVersion", "kind", "name"))
-             for d in find_objects(candidates, r["apiVersion"], r["kind"], r["name"], document.namespace)]
+             for d in candidates.matching(r["apiVersion"], r["kind"], r["name"], document.namespace)]
     if not any(is_virtual_service(d) for d in found):
         return []
     for rule in found:
         if is_destination_rule(rule) and rule_covers_host(rule, service, document.namespace):
             return []
-    for rule in candidates:
+    for rule in candidates.documents:
         if is_destination_rule(rule) and rule_covers_host(rule, service, document.namespace) and any(
                 as_map(s).get("name") == CANARY_SUBSET for s in as_list(as_map(rule.body.get("spec")).get("subsets"))):
             return []

@@ -9,13 +9,13 @@ from __future__ import annotations
 import copy
 from typing import Callable, Iterator, Optional
 
-from engine.documents import Document
+from engine.documents import Document, DocumentIndex
 from engine.errors import ScriptError
 from engine.records import Record
 from engine.lua.scripts import resource_key
 from engine.routing.argo.rollout import (HASH_LABEL, ArgoRollout, ArgoStep, is_argo_rollout, read_rollout,
                                          routes_with_istio)
-from engine.routing.render import Engine, OutputCheck, InputIndex, Rendered
+from engine.routing.render import Engine, OutputCheck, Rendered, find_object
 from engine.routing.script_input import (ORIGINAL_ANNOTATION, OriginalState, apply_result, build_argo_script_input,
                                          encode_original, original_of)
 from engine.routing.strategy import NetworkRef, RouteTarget, RoutingPlan, TrafficStrategy
@@ -118,15 +118,15 @@ def _argo_fields(rollout: ArgoRollout, step: ArgoStep, hashes: PodHashes, entry:
     }
 
 
-def _find(rollout: ArgoRollout, inputs: InputIndex, kind: str, name: str, namespace: Optional[str],
+def _find(rollout: ArgoRollout, inputs: DocumentIndex, kind: str, name: str, namespace: Optional[str],
           where: str) -> Document:
-    found = inputs.find(ISTIO_API, kind, name, namespace)
+    found = find_object(inputs, ISTIO_API, kind, name, namespace)
     if found is None:
         raise rollout.document.error(f"references {kind}/{name}, which is not among the inputs", where)
     return found
 
 
-def render_rollout(routing: RoutingPlan, inputs: InputIndex, engine: Engine, claimed: dict,
+def render_rollout(routing: RoutingPlan, inputs: DocumentIndex, engine: Engine, claimed: dict,
                    check: Optional[OutputCheck] = None) -> list[Rendered]:
     """The VirtualServices (and DestinationRule) of an Argo Rollout as Argo leaves them after steps 1..N."""
     rollout: ArgoRollout = routing.argo
