@@ -8,7 +8,7 @@ IST0173 matches every pod in the inputs).
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 from engine.checks.analyzers.common import ISTIO, Finding, as_list, as_map, finding, is_int, is_kind, join
 from engine.checks.analyzers.istio import destinations, is_destination_rule, is_virtual_service

@@ -7,7 +7,7 @@ what is shown is what a script gets, and it works before the script exists.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from engine.documents import Document
