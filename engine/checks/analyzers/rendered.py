@@ -82,8 +82,9 @@ def _state_of(state: list[Document]) -> _State:
     against one state in a row)."""
     last = _LAST_STATE[0] if _LAST_STATE else None
     if last is None or len(last.documents) != len(state) or any(a is not b for a, b in zip(last.documents, state)):
-        _LAST_STATE[:] = [_State(state)]
-    return _LAST_STATE[0]
+        last = _State(state)
+        _LAST_STATE[:] = [last]  # another thread may replace it at once: this call keeps its own
+    return last
 
 
 def subset_failures(original: Document, rendered: Document, state: list[Document]) -> list[Finding]:
