@@ -28,6 +28,7 @@ from typing import Callable
 
 import yaml
 
+from bench_render import best_per_call
 from bench_startup import command_environment
 from engine.documents import Document
 from engine.inputs import read_documents
@@ -100,12 +101,8 @@ def documents_of(objects: list[dict]) -> list[Document]:
 
 
 def best(function: Callable[[], object], repeats: int = 3) -> float:
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        timings.append(time.perf_counter() - start)
-    return min(timings)
+    """The fastest of ``repeats`` single calls, wall-clock."""
+    return best_per_call(function, calls=1, repeats=repeats)
 
 
 def simulate_once(documents: list[Document], hops: int) -> None:
